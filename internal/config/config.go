@@ -1,0 +1,355 @@
+// Package config reads each function's configuration from environment
+// variables. Every function has one struct; Validate reports every missing or
+// bad variable at once (joined with errors.Join) so an operator fixes a
+// deployment in one round, and secrets print as [REDACTED] everywhere.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/gmailrelay/gmailrelay/internal/logging"
+)
+
+// Secret is a string that never prints: fmt, slog and JSON all see a
+// placeholder. Call Reveal where the value is really needed.
+type Secret string
+
+const redacted = "[REDACTED]"
+
+// Reveal returns the secret value.
+func (s Secret) Reveal() string { return string(s) }
+
+// String redacts the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString redacts the value for %#v.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue redacts the value for slog.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalJSON redacts the value.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + s.String() + `"`), nil }
+
+// Google's production endpoints; tests and `make dev` point these at the
+// sandbox.
+const (
+	GoogleAuthURL   = "https://accounts.google.com/o/oauth2/v2/auth"
+	GoogleTokenURL  = "https://oauth2.googleapis.com/token"
+	GoogleRevokeURL = "https://oauth2.googleapis.com/revoke"
+)
+
+// Base is what every function needs.
+type Base struct {
+	// ProjectID is the Google Cloud project that holds the secrets, the
+	// database and the topics.
+	ProjectID string `env:"GOOGLE_CLOUD_PROJECT"`
+	// LogLevel is debug, info, warning or error.
+	LogLevel string `env:"LOG_LEVEL, default=info"`
+}
+
+func (b *Base) problems() []error {
+	var errs []error
+	if b.ProjectID == "" {
+		errs = append(errs, missing("GOOGLE_CLOUD_PROJECT", "the Google Cloud project ID"))
+	}
+	if _, err := logging.ParseLevel(b.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
+	}
+	return errs
+}
+
+// OAuth is the OAuth client the relay acts as.
+type OAuth struct {
+	ClientID     string `env:"OAUTH_CLIENT_ID"`
+	ClientSecret Secret `env:"OAUTH_CLIENT_SECRET"`
+	AuthURL      string `env:"OAUTH_AUTH_URL, default=https://accounts.google.com/o/oauth2/v2/auth"`
+	TokenURL     string `env:"OAUTH_TOKEN_URL, default=https://oauth2.googleapis.com/token"`
+	RevokeURL    string `env:"OAUTH_REVOKE_URL, default=https://oauth2.googleapis.com/revoke"`
+}
+
+func (o *OAuth) problems() []error {
+	var errs []error
+	if o.ClientID == "" {
+		errs = append(errs, missing("OAUTH_CLIENT_ID", "the OAuth client ID of type Web application"))
+	}
+	if o.ClientSecret == "" {
+		errs = append(errs, missing("OAUTH_CLIENT_SECRET", "the OAuth client secret"))
+	}
+	errs = appendURL(errs, "OAUTH_AUTH_URL", o.AuthURL)
+	errs = appendURL(errs, "OAUTH_TOKEN_URL", o.TokenURL)
+	errs = appendURL(errs, "OAUTH_REVOKE_URL", o.RevokeURL)
+	return errs
+}
+
+// Stores selects where accounts, the send ledger and tokens live.
+type Stores struct {
+	// Backend is "firestore" in production and "local" for `make dev`, where
+	// the registry and ledger are files under StateDir.
+	Backend           string `env:"STORE_BACKEND, default=firestore"`
+	StateDir          string `env:"DEV_STATE_DIR, default=.dev"`
+	FirestoreDatabase string `env:"FIRESTORE_DATABASE, default=(default)"`
+	// SecretManagerEmulatorHost points the Secret Manager client at an
+	// insecure gRPC fake (host:port), as PUBSUB_EMULATOR_HOST does for Pub/Sub.
+	SecretManagerEmulatorHost string `env:"SECRET_MANAGER_EMULATOR_HOST"`
+}
+
+// Local reports whether the embedded stores are in use.
+func (s *Stores) Local() bool { return s.Backend == "local" }
+
+func (s *Stores) problems() []error {
+	var errs []error
+	switch s.Backend {
+	case "firestore":
+	case "local":
+		if s.StateDir == "" {
+			errs = append(errs, missing("DEV_STATE_DIR", "the directory for local state"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("STORE_BACKEND: %q is not one of firestore, local", s.Backend))
+	}
+	return errs
+}
+
+// Gmail configures the Gmail API client.
+type Gmail struct {
+	// Endpoint overrides Google's Gmail endpoint (tests and the sandbox).
+	Endpoint string `env:"GMAIL_ENDPOINT"`
+}
+
+func (g *Gmail) problems() []error {
+	if g.Endpoint == "" {
+		return nil
+	}
+	return appendURL(nil, "GMAIL_ENDPOINT", g.Endpoint)
+}
+
+// Access restricts which mailboxes may connect.
+type Access struct {
+	AllowedDomains []string `env:"ALLOWED_DOMAINS"`
+	AllowedEmails  []string `env:"ALLOWED_EMAILS"`
+}
+
+var domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+
+func (a *Access) problems() []error {
+	var errs []error
+	for i, d := range a.AllowedDomains {
+		d = strings.ToLower(strings.TrimSpace(d))
+		a.AllowedDomains[i] = d
+		if !domainRE.MatchString(d) {
+			errs = append(errs, fmt.Errorf("ALLOWED_DOMAINS: %q is not a domain name (use a comma-separated list such as example.com,example.org)", d))
+		}
+	}
+	for i, e := range a.AllowedEmails {
+		e = strings.ToLower(strings.TrimSpace(e))
+		a.AllowedEmails[i] = e
+		if addr, err := mail.ParseAddress(e); err != nil || addr.Address != e {
+			errs = append(errs, fmt.Errorf("ALLOWED_EMAILS: %q is not a bare email address", e))
+		}
+	}
+	return errs
+}
+
+// Authorize is the authorize function's configuration.
+type Authorize struct {
+	Base
+	OAuth
+	Access
+	// RedirectURL is confirm's public URL, registered in the Google console.
+	RedirectURL string `env:"OAUTH_REDIRECT_URL"`
+}
+
+// Validate reports every problem at once.
+func (c *Authorize) Validate() error {
+	errs := append(c.Base.problems(), c.OAuth.problems()...)
+	errs = append(errs, c.Access.problems()...)
+	errs = append(errs, redirectProblems(c.RedirectURL)...)
+	return errors.Join(errs...)
+}
+
+// Confirm is the confirm function's configuration.
+type Confirm struct {
+	Base
+	OAuth
+	Access
+	Stores
+	RedirectURL string `env:"OAUTH_REDIRECT_URL"`
+	// ConnectURL is authorize's public URL, linked from error pages.
+	ConnectURL string `env:"CONNECT_URL"`
+}
+
+// Validate reports every problem at once.
+func (c *Confirm) Validate() error {
+	errs := append(c.Base.problems(), c.OAuth.problems()...)
+	errs = append(errs, c.Access.problems()...)
+	errs = append(errs, c.Stores.problems()...)
+	errs = append(errs, redirectProblems(c.RedirectURL)...)
+	errs = appendOptionalURL(errs, "CONNECT_URL", c.ConnectURL)
+	return errors.Join(errs...)
+}
+
+// Sender is the sender function's configuration.
+type Sender struct {
+	Base
+	OAuth
+	Stores
+	Gmail
+	ResultsTopic string `env:"RESULTS_TOPIC, default=gmail-send-results"`
+	// ConnectURL is authorize's public URL; failure results carry it, with
+	// login_hint, as the reconnect link.
+	ConnectURL string `env:"CONNECT_URL"`
+	// SendLease bounds how long a delivery owns a message before a
+	// redelivery may take over (the ambiguous case of DESIGN §5).
+	SendLease time.Duration `env:"SEND_LEASE, default=10m"`
+}
+
+// Validate reports every problem at once.
+func (c *Sender) Validate() error {
+	errs := append(c.Base.problems(), c.OAuth.problems()...)
+	errs = append(errs, c.Stores.problems()...)
+	errs = append(errs, c.Gmail.problems()...)
+	if c.ResultsTopic == "" {
+		errs = append(errs, missing("RESULTS_TOPIC", "the topic for result events"))
+	}
+	errs = appendOptionalURL(errs, "CONNECT_URL", c.ConnectURL)
+	if c.SendLease < time.Minute || c.SendLease > time.Hour {
+		errs = append(errs, fmt.Errorf("SEND_LEASE: %s is outside 1m..1h", c.SendLease))
+	}
+	return errors.Join(errs...)
+}
+
+// Load reads cfg from the process environment and validates it.
+func Load[T any, PT interface {
+	*T
+	Validate() error
+}](ctx context.Context) (*T, error) {
+	return LoadFrom[T, PT](ctx, envconfig.OsLookuper())
+}
+
+// LoadFrom reads cfg from l and validates it; tests pass a map.
+func LoadFrom[T any, PT interface {
+	*T
+	Validate() error
+}](ctx context.Context, l envconfig.Lookuper) (*T, error) {
+	cfg := new(T)
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: cfg, Lookuper: l}); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := PT(cfg).Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+// MapLookuper adapts a map for LoadFrom.
+func MapLookuper(m map[string]string) envconfig.Lookuper { return envconfig.MapLookuper(m) }
+
+func missing(name, what string) error {
+	return fmt.Errorf("%s is not set: it must hold %s", name, what)
+}
+
+func appendURL(errs []error, name, raw string) []error {
+	if err := checkURL(raw); err != nil {
+		return append(errs, fmt.Errorf("%s: %w", name, err))
+	}
+	return errs
+}
+
+func appendOptionalURL(errs []error, name, raw string) []error {
+	if raw == "" {
+		return errs
+	}
+	return appendURL(errs, name, raw)
+}
+
+func checkURL(raw string) error {
+	if raw == "" {
+		return errors.New("is not set")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%q is not an absolute http(s) URL", raw)
+	}
+	if u.Scheme == "http" && !IsLoopback(u) {
+		return fmt.Errorf("%q uses http: only localhost may, everything else needs https", raw)
+	}
+	return nil
+}
+
+// IsLoopback reports whether u points at this machine, where plain http is
+// acceptable (Google allows http redirect URIs only for localhost too).
+func IsLoopback(u *url.URL) bool {
+	h := u.Hostname()
+	return h == "localhost" || h == "::1" || strings.HasPrefix(h, "127.")
+}
+
+func redirectProblems(raw string) []error {
+	if raw == "" {
+		return []error{missing("OAUTH_REDIRECT_URL", "confirm's public URL, exactly as registered under Authorized redirect URIs")}
+	}
+	if err := checkURL(raw); err != nil {
+		return []error{fmt.Errorf("OAUTH_REDIRECT_URL: %w", err)}
+	}
+	u, _ := url.Parse(raw)
+	if u.Fragment != "" || u.RawQuery != "" {
+		return []error{fmt.Errorf("OAUTH_REDIRECT_URL: %q must not have a query or fragment (Google rejects them)", raw)}
+	}
+	return nil
+}
+
+// Admin is the admin function's configuration.
+type Admin struct {
+	Base
+	OAuth
+	Stores
+	Gmail
+	ConnectURL string `env:"CONNECT_URL"`
+}
+
+// Validate reports every problem at once.
+func (c *Admin) Validate() error {
+	errs := append(c.Base.problems(), c.OAuth.problems()...)
+	errs = append(errs, c.Stores.problems()...)
+	errs = append(errs, c.Gmail.problems()...)
+	errs = appendOptionalURL(errs, "CONNECT_URL", c.ConnectURL)
+	return errors.Join(errs...)
+}
+
+// Healthcheck is the healthcheck function's configuration.
+type Healthcheck struct {
+	Base
+	OAuth
+	Stores
+	ConnectURL         string `env:"CONNECT_URL"`
+	AccountEventsTopic string `env:"ACCOUNT_EVENTS_TOPIC, default=gmail-account-events"`
+	// OAuthAppTesting says the OAuth consent screen is in Testing status,
+	// where Google expires refresh tokens after 7 days.
+	OAuthAppTesting bool `env:"OAUTH_APP_TESTING, default=false"`
+}
+
+// Validate reports every problem at once.
+func (c *Healthcheck) Validate() error {
+	errs := append(c.Base.problems(), c.OAuth.problems()...)
+	errs = append(errs, c.Stores.problems()...)
+	errs = appendOptionalURL(errs, "CONNECT_URL", c.ConnectURL)
+	if c.AccountEventsTopic == "" {
+		errs = append(errs, missing("ACCOUNT_EVENTS_TOPIC", "the topic for account events"))
+	}
+	return errors.Join(errs...)
+}
