@@ -1,0 +1,102 @@
+package oauth
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/oauth2"
+)
+
+// Problem is what a person sees when connecting fails: a stable code, a
+// sentence about what happened, and what to do about it.
+type Problem struct {
+	Code    string `json:"code"`
+	Title   string `json:"-"`
+	Message string `json:"message"`
+	Fix     string `json:"fix"`
+	// Status is the HTTP status confirm answers with.
+	Status int `json:"-"`
+}
+
+func (p *Problem) Error() string { return p.Code + ": " + p.Message }
+
+// ExplainAuthError translates the error= parameter Google puts on the
+// redirect when the consent step fails.
+func ExplainAuthError(code, description string) *Problem {
+	switch code {
+	case "access_denied":
+		return &Problem{Code: code, Status: 403,
+			Title:   "Access was not granted",
+			Message: "Google did not grant access. Either Deny was chosen on the consent screen, or the OAuth app is in Testing status and this Google account is not one of its test users (Google then says the app \"has not completed the Google verification process\").",
+			Fix:     "If you chose Deny, start again and choose Allow. Otherwise, in the Google Cloud console open Google Auth Platform → Audience, add this address under Test users (or publish the app to Production), then connect again.",
+		}
+	case "admin_policy_enforced":
+		return &Problem{Code: code, Status: 403,
+			Title:   "Your Workspace administrator blocks this app",
+			Message: "The Google Workspace domain's administrator does not allow this OAuth client to access Gmail.",
+			Fix:     "Ask the Workspace administrator to mark this app's client ID as Trusted under Admin console → Security → Access and data control → API controls → Manage third-party app access, then connect again.",
+		}
+	case "org_internal":
+		return &Problem{Code: code, Status: 403,
+			Title:   "This app is for one organisation only",
+			Message: "The OAuth consent screen's user type is Internal, so only accounts of the Google Workspace organisation that owns the project can connect.",
+			Fix:     "Connect an account of that organisation, or change the user type to External in Google Auth Platform → Audience.",
+		}
+	case "invalid_scope":
+		return &Problem{Code: code, Status: 400,
+			Title:   "Google rejected the requested permissions",
+			Message: "Google says a requested scope is invalid: " + orDefault(description, "no detail given") + ".",
+			Fix:     "Check that the Gmail API is enabled in the project and that gmail.send is listed under Data access on the consent screen configuration.",
+		}
+	}
+	return &Problem{Code: code, Status: 400,
+		Title:   "Google returned an error",
+		Message: fmt.Sprintf("Google stopped the sign-in with the error %q: %s.", code, orDefault(description, "no description given")),
+		Fix:     "Start again from the connect link. If it happens again, give the operator this error code.",
+	}
+}
+
+// ExplainExchangeError translates a failed code exchange.
+func ExplainExchangeError(err error) *Problem {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		return &Problem{Code: "google_unreachable", Status: 502,
+			Title:   "Google could not be reached",
+			Message: "The relay could not complete the exchange with Google's token endpoint.",
+			Fix:     "Nothing was saved. Wait a moment and connect again.",
+		}
+	}
+	desc := orDefault(re.ErrorDescription, "no description given")
+	switch re.ErrorCode {
+	case "redirect_uri_mismatch":
+		return &Problem{Code: re.ErrorCode, Status: 400,
+			Title:   "The redirect URI does not match",
+			Message: "Google says: " + desc + ". The redirect URI the relay sends is not registered for this OAuth client.",
+			Fix:     "In the Google Cloud console, open the OAuth client (type Web application) and add the redirect URI exactly as the Terraform output redirect_uri prints it, then connect again.",
+		}
+	case "invalid_client":
+		return &Problem{Code: re.ErrorCode, Status: 502,
+			Title:   "The relay's OAuth credentials are wrong",
+			Message: "Google says: " + desc + ". The client ID or client secret the relay uses is not valid.",
+			Fix:     "The operator must store the current client secret of this client ID in Secret Manager (see README, Deploy) and redeploy.",
+		}
+	case "invalid_grant":
+		return &Problem{Code: re.ErrorCode, Status: 400,
+			Title:   "This sign-in link was already used or has expired",
+			Message: "Google says: " + desc + ". An authorization code works once and only for a few minutes.",
+			Fix:     "Start again from the connect link.",
+		}
+	}
+	return &Problem{Code: orDefault(re.ErrorCode, "token_error"), Status: 502,
+		Title:   "Google refused the exchange",
+		Message: "Google says: " + desc + ".",
+		Fix:     "Nothing was saved. Connect again; if it persists, give the operator this error code.",
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
