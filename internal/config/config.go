@@ -216,7 +216,7 @@ type Sender struct {
 	ConnectURL string `env:"CONNECT_URL"`
 	// SendLease bounds how long a delivery owns a message before a
 	// redelivery may take over (the ambiguous case of DESIGN §5).
-	SendLease time.Duration `env:"SEND_LEASE, default=10m"`
+	SendLease time.Duration `env:"SEND_LEASE, default=3m"`
 }
 
 // Validate reports every problem at once.

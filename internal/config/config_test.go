@@ -21,7 +21,7 @@ func TestLoadSenderDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ResultsTopic != "gmail-send-results" || cfg.TokenURL != GoogleTokenURL || cfg.Backend != "firestore" || cfg.SendLease != 10*time.Minute {
+	if cfg.ResultsTopic != "gmail-send-results" || cfg.TokenURL != GoogleTokenURL || cfg.Backend != "firestore" || cfg.SendLease != 3*time.Minute {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 	if cfg.ClientSecret.Reveal() != "s3cret" {

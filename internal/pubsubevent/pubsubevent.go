@@ -1,0 +1,89 @@
+// Package pubsubevent decodes the CloudEvent that carries a Pub/Sub message
+// (type google.cloud.pubsub.topic.v1.messagePublished), whether it came from
+// Eventarc or from a plain push subscription converted by the functions
+// framework.
+package pubsubevent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// Type is the CloudEvent type of a published Pub/Sub message.
+const Type = "google.cloud.pubsub.topic.v1.messagePublished"
+
+// Message is the Pub/Sub message inside the event.
+type Message struct {
+	ID          string
+	Data        []byte
+	Attributes  map[string]string
+	PublishTime time.Time
+	// DeliveryAttempt is set by Pub/Sub when the subscription has a
+	// dead-letter policy; 0 when unknown.
+	DeliveryAttempt int
+	Subscription    string
+}
+
+type wire struct {
+	Message struct {
+		Data        []byte            `json:"data"`
+		Attributes  map[string]string `json:"attributes"`
+		MessageID   string            `json:"messageId"`
+		MessageID2  string            `json:"message_id"`
+		PublishTime time.Time         `json:"publishTime"`
+	} `json:"message"`
+	Subscription    string `json:"subscription"`
+	DeliveryAttempt int    `json:"deliveryAttempt"`
+}
+
+// Decode extracts the Pub/Sub message from e.
+func Decode(e event.Event) (*Message, error) {
+	if e.Type() != "" && e.Type() != Type {
+		return nil, fmt.Errorf("pubsubevent: event type %q is not %s", e.Type(), Type)
+	}
+	var w wire
+	if err := json.Unmarshal(e.Data(), &w); err != nil {
+		return nil, fmt.Errorf("pubsubevent: decoding event data: %w", err)
+	}
+	id := w.Message.MessageID
+	if id == "" {
+		id = w.Message.MessageID2
+	}
+	if id == "" {
+		id = e.ID()
+	}
+	if id == "" && len(w.Message.Data) == 0 {
+		return nil, errors.New("pubsubevent: the event carries no Pub/Sub message")
+	}
+	return &Message{
+		ID: id, Data: w.Message.Data, Attributes: w.Message.Attributes,
+		PublishTime: w.Message.PublishTime, DeliveryAttempt: w.DeliveryAttempt, Subscription: w.Subscription,
+	}, nil
+}
+
+// New builds the event that Pub/Sub push would deliver for m, for the dev
+// server and tests.
+func New(m *Message, topic string) (event.Event, error) {
+	var w wire
+	w.Message.Data = m.Data
+	w.Message.Attributes = m.Attributes
+	w.Message.MessageID = m.ID
+	w.Message.PublishTime = m.PublishTime
+	w.Subscription = m.Subscription
+	w.DeliveryAttempt = m.DeliveryAttempt
+	e := event.New()
+	e.SetID(m.ID)
+	e.SetType(Type)
+	e.SetSource("//pubsub.googleapis.com/" + topic)
+	if !m.PublishTime.IsZero() {
+		e.SetTime(m.PublishTime)
+	}
+	if err := e.SetData("application/json", w); err != nil {
+		return e, fmt.Errorf("pubsubevent.New: %w", err)
+	}
+	return e, nil
+}

@@ -1,0 +1,90 @@
+// Package results publishes the outcome of every send request to the
+// results topic (DESIGN §3), so a publisher learns what became of each
+// message without polling. Events carry the status and idempotency key as
+// attributes, so subscribers can filter without decoding.
+package results
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+)
+
+// Status is a result's status.
+type Status string
+
+// Statuses.
+const (
+	StatusSent      Status = "sent"
+	StatusFailed    Status = "failed"
+	StatusDuplicate Status = "duplicate"
+)
+
+// Error is a failed result's error.
+type Error struct {
+	Code         string `json:"code"`
+	Message      string `json:"message"`
+	Retryable    bool   `json:"retryable"`
+	ReconnectURL string `json:"reconnect_url,omitempty"`
+}
+
+// Event is one result.
+type Event struct {
+	IdempotencyKey  string    `json:"idempotency_key"`
+	PubSubMessageID string    `json:"pubsub_message_id"`
+	Account         string    `json:"account"`
+	Status          Status    `json:"status"`
+	GmailMessageID  string    `json:"gmail_message_id,omitempty"`
+	GmailThreadID   string    `json:"gmail_thread_id,omitempty"`
+	Attempt         int       `json:"attempt"`
+	FinishedAt      time.Time `json:"finished_at"`
+	// MaybeDuplicate is set when an earlier attempt reached Gmail without an
+	// answer, so this message may have been delivered twice.
+	MaybeDuplicate bool   `json:"maybe_duplicate,omitempty"`
+	Error          *Error `json:"error,omitempty"`
+}
+
+// Message turns e into the Pub/Sub message that carries it.
+func (e *Event) Message() (*pubsub.Message, error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("results: encoding event: %w", err)
+	}
+	attrs := map[string]string{"status": string(e.Status), "idempotency_key": e.IdempotencyKey}
+	if e.Error != nil {
+		attrs["error_code"] = e.Error.Code
+	}
+	return &pubsub.Message{Data: data, Attributes: attrs}, nil
+}
+
+// Publisher publishes events to one topic.
+type Publisher struct {
+	p *pubsub.Publisher
+}
+
+// NewPublisher publishes to topic (an ID or a full name) through client.
+// Results are small and latency matters more than batching, so bundling is
+// kept short.
+func NewPublisher(client *pubsub.Client, topic string) *Publisher {
+	p := client.Publisher(topic)
+	p.PublishSettings.DelayThreshold = 5 * time.Millisecond
+	return &Publisher{p: p}
+}
+
+// Publish publishes e and waits until Pub/Sub has it.
+func (p *Publisher) Publish(ctx context.Context, e *Event) error {
+	m, err := e.Message()
+	if err != nil {
+		return err
+	}
+	if _, err := p.p.Publish(ctx, m).Get(ctx); err != nil {
+		return fmt.Errorf("results.Publish: %w", err)
+	}
+	return nil
+}
+
+// Stop flushes pending events.
+func (p *Publisher) Stop() { p.p.Stop() }

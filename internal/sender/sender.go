@@ -1,0 +1,413 @@
+// Package sender turns one Pub/Sub send request into at most one Gmail
+// send and exactly one result event. It owns the retry contract of DESIGN
+// §3: it returns nil (ack) for a sent message, a duplicate and every final
+// failure, and an error (nack) only when a redelivery can succeed.
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/gmailrelay/gmailrelay/internal/gmail"
+	"github.com/gmailrelay/gmailrelay/internal/ledger"
+	"github.com/gmailrelay/gmailrelay/internal/logging"
+	"github.com/gmailrelay/gmailrelay/internal/message"
+	"github.com/gmailrelay/gmailrelay/internal/oauth"
+	"github.com/gmailrelay/gmailrelay/internal/registry"
+	"github.com/gmailrelay/gmailrelay/internal/results"
+	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
+)
+
+// Ledger is the idempotency ledger.
+type Ledger interface {
+	Claim(ctx context.Context, key string, c ledger.ClaimRequest) (*ledger.Record, ledger.ClaimOutcome, error)
+	Finish(ctx context.Context, key string, f ledger.Finish) error
+	Release(ctx context.Context, key, errorCode, errorMessage string, now time.Time) error
+	MarkAmbiguous(ctx context.Context, key string, now time.Time) error
+}
+
+// Accounts is the account registry.
+type Accounts interface {
+	Get(ctx context.Context, email string) (*registry.Account, error)
+	SetStatus(ctx context.Context, email string, s registry.Status, reason string, now time.Time) (bool, registry.Status, error)
+}
+
+// Results publishes result events.
+type Results interface {
+	Publish(ctx context.Context, e *results.Event) error
+}
+
+var (
+	_ Ledger   = (*ledger.Firestore)(nil)
+	_ Ledger   = (*ledger.Local)(nil)
+	_ Accounts = (*registry.Firestore)(nil)
+	_ Accounts = (*registry.Local)(nil)
+	_ Results  = (*results.Publisher)(nil)
+)
+
+// Options are the sender's dependencies and settings.
+type Options struct {
+	Ledger   Ledger
+	Accounts Accounts
+	Tokens   Tokens
+	Results  Results
+	OAuth    Refresher
+	Gmail    *gmail.Client
+	// ConnectURL is authorize's URL, for reconnect links.
+	ConnectURL string
+	// Lease is how long a delivery owns a message before a redelivery may
+	// take over. It must exceed SendTimeout.
+	Lease time.Duration
+	// SendTimeout bounds one Gmail call.
+	SendTimeout time.Duration
+	Now         func() time.Time
+}
+
+// Sender handles send requests.
+type Sender struct {
+	opts  Options
+	boxes *mailboxes
+
+	mu    sync.Mutex
+	holds map[string]hold
+}
+
+// hold pauses an account after Gmail said to slow down, so redeliveries do
+// not hammer Gmail before the time it gave.
+type hold struct {
+	until time.Time
+	code  gmail.Code
+	msg   string
+}
+
+// New returns a Sender.
+func New(o Options) (*Sender, error) {
+	if o.Ledger == nil || o.Accounts == nil || o.Tokens == nil || o.Results == nil || o.OAuth == nil || o.Gmail == nil {
+		return nil, errors.New("sender.New: a dependency is nil")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.SendTimeout <= 0 {
+		o.SendTimeout = 2 * time.Minute
+	}
+	if o.Lease <= o.SendTimeout {
+		o.Lease = o.SendTimeout + time.Minute
+	}
+	return &Sender{opts: o, boxes: newMailboxes(o.Tokens, o.OAuth, o.Gmail), holds: map[string]hold{}}, nil
+}
+
+// Delivery is one Pub/Sub delivery of a send request.
+type Delivery struct {
+	MessageID  string
+	Data       []byte
+	Attributes map[string]string
+}
+
+// ErrRetry wraps every nack, so callers and tests can tell a deliberate
+// redelivery from a bug.
+var ErrRetry = errors.New("sender: redeliver later")
+
+// Handle processes one delivery. nil means acknowledge.
+func (s *Sender) Handle(ctx context.Context, d Delivery) error {
+	log := logging.FromContext(ctx).With("pubsub_message_id", d.MessageID)
+	ctx = logging.WithLogger(ctx, log)
+
+	req, decodeErr := message.Decode(d.Data)
+	key := d.Attributes["idempotency_key"]
+	account := ""
+	if req != nil {
+		account = req.Account
+		if req.IdempotencyKey != "" {
+			key = req.IdempotencyKey
+		}
+	}
+	if key == "" {
+		key = d.MessageID
+	}
+	if key == "" {
+		// Nothing identifies this delivery; it cannot be deduplicated or
+		// reported against anything, so record it and drop it.
+		log.ErrorContext(ctx, "delivery without message ID or idempotency key dropped")
+		return nil
+	}
+	j := &job{s: s, d: d, key: key, account: account, req: req}
+	log = log.With("idempotency_key", key, "account", account)
+	ctx = logging.WithLogger(ctx, log)
+
+	rec, outcome, err := s.opts.Ledger.Claim(ctx, key, ledger.ClaimRequest{
+		Account: account, PubSubMessageID: d.MessageID, Lease: s.opts.Lease, Now: s.opts.Now(),
+	})
+	if err != nil {
+		log.WarnContext(ctx, "ledger unavailable; redelivering", "error", err)
+		return fmt.Errorf("%w: ledger: %v", ErrRetry, err)
+	}
+	j.rec = rec
+	switch outcome {
+	case ledger.ClaimDone:
+		log.InfoContext(ctx, "duplicate delivery", "state", rec.State)
+		return j.publish(ctx, &results.Event{Status: results.StatusDuplicate,
+			GmailMessageID: rec.GmailMessageID, GmailThreadID: rec.GmailThreadID, MaybeDuplicate: rec.MaybeDuplicate})
+	case ledger.ClaimBusy:
+		log.InfoContext(ctx, "another delivery holds the lease; redelivering later", "lease_until", rec.LeaseUntil)
+		return fmt.Errorf("%w: another delivery is sending this message", ErrRetry)
+	}
+
+	if decodeErr != nil {
+		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeInvalidRequest, Message: decodeErr.Error()})
+	}
+	return j.run(ctx)
+}
+
+// job is one claimed delivery.
+type job struct {
+	s       *Sender
+	d       Delivery
+	key     string
+	account string
+	req     *message.Request
+	rec     *ledger.Record
+}
+
+func (j *job) run(ctx context.Context) error {
+	s := j.s
+	now := s.opts.Now()
+	acct, err := s.opts.Accounts.Get(ctx, j.account)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeUnknownAccount,
+			Message: j.account + " is not connected to this relay; its owner must connect it first"})
+	case err != nil:
+		return j.retry(ctx, &gmail.Failure{Code: gmail.CodeInternal, Retryable: true, Message: "account registry unavailable"}, err)
+	case acct.Status == registry.StatusDisconnected:
+		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeUnknownAccount,
+			Message: j.account + " was disconnected; its owner must connect it again"})
+	case acct.Status == registry.StatusReauthRequired:
+		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeReauthRequired,
+			Message: j.account + " needs to be reconnected: " + acct.LastError})
+	}
+
+	if h, ok := s.held(j.account, now); ok {
+		f := &gmail.Failure{Code: h.code, Message: h.msg, RetryAfter: h.until, Retryable: h.code == gmail.CodeRateLimited}
+		if f.Retryable {
+			return j.retry(ctx, f, nil)
+		}
+		return j.fail(ctx, f)
+	}
+
+	raw, err := j.compose(now)
+	if err != nil {
+		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeInvalidRequest, Message: err.Error()})
+	}
+
+	sent, f := j.send(ctx, raw)
+	if f == nil {
+		if err := s.opts.Ledger.Finish(ctx, j.key, ledger.Finish{State: ledger.StateSent,
+			GmailMessageID: sent.ID, GmailThreadID: sent.ThreadID, Now: s.opts.Now()}); err != nil {
+			// The message is out. Redelivery finds the lease and waits, then
+			// a takeover would send again: keep retrying the write instead.
+			logging.FromContext(ctx).ErrorContext(ctx, "recording a sent message failed", "error", err)
+			if err := j.finishRetry(ctx, ledger.Finish{State: ledger.StateSent, GmailMessageID: sent.ID, GmailThreadID: sent.ThreadID}); err != nil {
+				return fmt.Errorf("%w: ledger: %v", ErrRetry, err)
+			}
+		}
+		logging.FromContext(ctx).InfoContext(ctx, "sent", "gmail_message_id", sent.ID, "attempt", j.rec.Attempts)
+		return j.publish(ctx, &results.Event{Status: results.StatusSent, GmailMessageID: sent.ID,
+			GmailThreadID: sent.ThreadID, MaybeDuplicate: j.rec.MaybeDuplicate})
+	}
+
+	switch {
+	case f.Ambiguous && j.rec.MaybeDuplicate:
+		f.Retryable = false
+		f.Message += "; an earlier attempt also went unanswered, so the relay stops here rather than risk a third copy"
+		return j.fail(ctx, f)
+	case f.Ambiguous:
+		if err := s.opts.Ledger.MarkAmbiguous(ctx, j.key, s.opts.Now()); err != nil {
+			logging.FromContext(ctx).ErrorContext(ctx, "marking an ambiguous send failed", "error", err)
+		}
+		logging.FromContext(ctx).WarnContext(ctx, "no answer after the message was sent; holding it until the lease ends", "lease_until", j.rec.LeaseUntil)
+		return fmt.Errorf("%w: %s", ErrRetry, f.Message)
+	case f.Code == gmail.CodeReauthRequired:
+		j.markReauth(ctx, f.Message)
+		return j.fail(ctx, f)
+	case f.Code == gmail.CodeRateLimited || f.Code == gmail.CodeDailyLimit:
+		until := f.RetryAfter
+		if until.IsZero() && f.Code == gmail.CodeDailyLimit {
+			until = s.opts.Now().Add(time.Hour)
+		}
+		if !until.IsZero() {
+			s.hold(j.account, hold{until: until, code: f.Code, msg: f.Message})
+		}
+	}
+	if f.Retryable {
+		return j.retry(ctx, f, nil)
+	}
+	return j.fail(ctx, f)
+}
+
+// send calls Gmail, refreshing once on a 401 and re-reading the refresh
+// token once on invalid_grant in case a reconnect replaced it.
+func (j *job) send(ctx context.Context, raw []byte) (*gmail.Sent, *gmail.Failure) {
+	s := j.s
+	mb, err := s.boxes.get(ctx, j.account)
+	if err != nil {
+		if errors.Is(err, tokenstore.ErrNotFound) {
+			return nil, &gmail.Failure{Code: gmail.CodeReauthRequired, Message: "no stored token for " + j.account + "; its owner must reconnect"}
+		}
+		if errors.Is(err, tokenstore.ErrUnavailable) {
+			return nil, &gmail.Failure{Code: gmail.CodeInternal, Retryable: true, Message: "Secret Manager unavailable"}
+		}
+		return nil, &gmail.Failure{Code: gmail.CodeInternal, Message: "reading the token failed: " + err.Error()}
+	}
+	for attempt := 0; ; attempt++ {
+		sctx, cancel := context.WithTimeout(ctx, s.opts.SendTimeout)
+		sent, err := gmail.Send(sctx, mb.svc, raw, j.threadID())
+		cancel()
+		if err == nil {
+			return sent, nil
+		}
+		f := gmail.Classify(err, s.opts.Now())
+		if attempt > 0 {
+			return nil, f
+		}
+		switch {
+		case f.Unauthorized:
+			if mb, err = s.boxes.renew(ctx, mb); err != nil {
+				return nil, &gmail.Failure{Code: gmail.CodeInternal, Message: err.Error()}
+			}
+		case oauth.IsInvalidGrant(err):
+			before := mb.src.refreshToken()
+			s.boxes.forget(mb)
+			if mb, err = s.boxes.get(ctx, j.account); err != nil || mb.src.refreshToken() == before {
+				return nil, f
+			}
+		default:
+			return nil, f
+		}
+	}
+}
+
+func (j *job) threadID() string {
+	if j.req == nil {
+		return ""
+	}
+	return j.req.ThreadID
+}
+
+func (j *job) compose(now time.Time) ([]byte, error) {
+	if len(j.req.Raw) > 0 {
+		if err := message.CheckRaw(j.req.Raw, j.account); err != nil {
+			return nil, err
+		}
+		return j.req.Raw, nil
+	}
+	return message.Compose(j.req, message.ComposeOptions{Now: now})
+}
+
+func (j *job) markReauth(ctx context.Context, reason string) {
+	changed, prev, err := j.s.opts.Accounts.SetStatus(ctx, j.account, registry.StatusReauthRequired, reason, j.s.opts.Now())
+	if err != nil {
+		logging.FromContext(ctx).ErrorContext(ctx, "marking the account reauth_required failed", "error", err)
+		return
+	}
+	if changed {
+		logging.FromContext(ctx).WarnContext(ctx, "account needs reconnecting",
+			"event", "account_status_changed", "status", registry.StatusReauthRequired, "previous_status", prev, "reason", reason)
+	}
+}
+
+// fail records a final failure and acknowledges.
+func (j *job) fail(ctx context.Context, f *gmail.Failure) error {
+	fin := ledger.Finish{State: ledger.StateFailed, ErrorCode: string(f.Code), ErrorMessage: f.Message, Now: j.s.opts.Now()}
+	if err := j.s.opts.Ledger.Finish(ctx, j.key, fin); err != nil {
+		if err := j.finishRetry(ctx, fin); err != nil {
+			return fmt.Errorf("%w: ledger: %v", ErrRetry, err)
+		}
+	}
+	logging.FromContext(ctx).WarnContext(ctx, "send failed", "error_code", f.Code, "detail", f.Message)
+	ev := &results.Event{Status: results.StatusFailed, MaybeDuplicate: j.rec.MaybeDuplicate,
+		Error: &results.Error{Code: string(f.Code), Message: f.Message, Retryable: f.Retryable || f.Code == gmail.CodeDailyLimit}}
+	if f.Code == gmail.CodeReauthRequired || f.Code == gmail.CodeUnknownAccount {
+		ev.Error.ReconnectURL = j.s.reconnectURL(j.account)
+	}
+	return j.publish(ctx, ev)
+}
+
+// retry releases the claim and asks Pub/Sub to redeliver.
+func (j *job) retry(ctx context.Context, f *gmail.Failure, cause error) error {
+	if err := j.s.opts.Ledger.Release(ctx, j.key, string(f.Code), f.Message, j.s.opts.Now()); err != nil {
+		logging.FromContext(ctx).WarnContext(ctx, "releasing the claim failed; the lease will expire instead", "error", err)
+	}
+	attrs := []any{"error_code", f.Code, "detail", f.Message}
+	if !f.RetryAfter.IsZero() {
+		attrs = append(attrs, "retry_after", f.RetryAfter)
+	}
+	if cause != nil {
+		attrs = append(attrs, "error", cause)
+	}
+	logging.FromContext(ctx).WarnContext(ctx, "transient failure; redelivering", attrs...)
+	return fmt.Errorf("%w: %s", ErrRetry, f.Message)
+}
+
+func (j *job) finishRetry(ctx context.Context, fin ledger.Finish) error {
+	var err error
+	for i := 0; i < 3; i++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(100<<i) * time.Millisecond):
+		}
+		fin.Now = j.s.opts.Now()
+		if err = j.s.opts.Ledger.Finish(ctx, j.key, fin); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// publish sends the result event; if Pub/Sub will not take it, the
+// delivery is nacked, and its redelivery publishes a duplicate result with
+// the same Gmail IDs.
+func (j *job) publish(ctx context.Context, ev *results.Event) error {
+	ev.IdempotencyKey = j.key
+	ev.PubSubMessageID = j.d.MessageID
+	ev.Account = j.account
+	ev.Attempt = j.rec.Attempts
+	ev.FinishedAt = j.s.opts.Now().UTC()
+	if err := j.s.opts.Results.Publish(ctx, ev); err != nil {
+		logging.FromContext(ctx).ErrorContext(ctx, "publishing the result failed; redelivering", "error", err)
+		return fmt.Errorf("%w: results: %v", ErrRetry, err)
+	}
+	return nil
+}
+
+func (s *Sender) reconnectURL(account string) string {
+	if s.opts.ConnectURL == "" || account == "" {
+		return ""
+	}
+	return s.opts.ConnectURL + "?" + url.Values{"login_hint": {account}}.Encode()
+}
+
+func (s *Sender) held(account string, now time.Time) (hold, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.holds[account]
+	if !ok {
+		return hold{}, false
+	}
+	if !now.Before(h.until) {
+		delete(s.holds, account)
+		return hold{}, false
+	}
+	return h, true
+}
+
+func (s *Sender) hold(account string, h hold) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holds[account] = h
+}

@@ -1,0 +1,156 @@
+// Package setup builds each function's dependencies from its configuration,
+// once, and explicitly: the Google clients (pointed at emulators and fakes
+// when their *_EMULATOR_HOST variables are set), the stores, and the
+// handlers. Function packages call it from a sync.OnceValues so a failure is
+// returned, logged and answered, never swallowed.
+package setup
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	secretmanager "cloud.google.com/go/secretmanager/apiv1"
+
+	"github.com/gmailrelay/gmailrelay/internal/config"
+	"github.com/gmailrelay/gmailrelay/internal/connect"
+	"github.com/gmailrelay/gmailrelay/internal/gmail"
+	"github.com/gmailrelay/gmailrelay/internal/ledger"
+	"github.com/gmailrelay/gmailrelay/internal/oauth"
+	"github.com/gmailrelay/gmailrelay/internal/registry"
+	"github.com/gmailrelay/gmailrelay/internal/results"
+	"github.com/gmailrelay/gmailrelay/internal/secretfake"
+	"github.com/gmailrelay/gmailrelay/internal/sender"
+	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
+)
+
+// OAuth builds the OAuth client.
+func OAuth(c config.OAuth, redirectURL string) (*oauth.Client, error) {
+	return oauth.New(oauth.Config{
+		ClientID:     c.ClientID,
+		ClientSecret: c.ClientSecret.Reveal(),
+		RedirectURL:  redirectURL,
+		AuthURL:      c.AuthURL,
+		TokenURL:     c.TokenURL,
+		RevokeURL:    c.RevokeURL,
+	})
+}
+
+// TokenStore builds the Secret Manager token store.
+func TokenStore(ctx context.Context, project string, s config.Stores) (*tokenstore.Store, error) {
+	var opts = secretfake.ClientOptions(s.SecretManagerEmulatorHost)
+	if s.SecretManagerEmulatorHost == "" {
+		opts = nil
+	}
+	client, err := secretmanager.NewClient(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("setup: Secret Manager client: %w", err)
+	}
+	return tokenstore.New(client, project), nil
+}
+
+// Stores is the registry and the ledger of one backend.
+type Stores struct {
+	Registry registry.Store
+	Ledger   ledger.Store
+}
+
+// The local backend keeps each store in one file; in `make dev` every
+// function runs in one process, so they must share one instance per file
+// or their writes would overwrite each other.
+var (
+	localMu         sync.Mutex
+	localRegistries = map[string]*registry.Local{}
+	localLedgers    = map[string]*ledger.Local{}
+)
+
+// OpenStores opens the configured backend.
+func OpenStores(ctx context.Context, project string, s config.Stores) (*Stores, error) {
+	if s.Local() {
+		localMu.Lock()
+		defer localMu.Unlock()
+		rp := filepath.Join(s.StateDir, "accounts.json")
+		lp := filepath.Join(s.StateDir, "sends.json")
+		if localRegistries[rp] == nil {
+			r, err := registry.NewLocal(rp)
+			if err != nil {
+				return nil, fmt.Errorf("setup: local registry: %w", err)
+			}
+			localRegistries[rp] = r
+		}
+		if localLedgers[lp] == nil {
+			l, err := ledger.NewLocal(lp)
+			if err != nil {
+				return nil, fmt.Errorf("setup: local ledger: %w", err)
+			}
+			localLedgers[lp] = l
+		}
+		return &Stores{Registry: localRegistries[rp], Ledger: localLedgers[lp]}, nil
+	}
+	fs, err := firestore.NewClientWithDatabase(ctx, project, s.FirestoreDatabase)
+	if err != nil {
+		return nil, fmt.Errorf("setup: Firestore client: %w", err)
+	}
+	return &Stores{Registry: registry.NewFirestore(fs), Ledger: ledger.NewFirestore(fs)}, nil
+}
+
+// Authorize builds the authorize handler.
+func Authorize(_ context.Context, cfg *config.Authorize) (*connect.Authorize, error) {
+	oc, err := OAuth(cfg.OAuth, cfg.RedirectURL)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewAuthorize(connect.Options{
+		OAuth: oc, AllowedDomains: cfg.AllowedDomains, AllowedEmails: cfg.AllowedEmails,
+	}), nil
+}
+
+// Confirm builds the confirm handler.
+func Confirm(ctx context.Context, cfg *config.Confirm) (*connect.Confirm, error) {
+	oc, err := OAuth(cfg.OAuth, cfg.RedirectURL)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := TokenStore(ctx, cfg.ProjectID, cfg.Stores)
+	if err != nil {
+		return nil, err
+	}
+	stores, err := OpenStores(ctx, cfg.ProjectID, cfg.Stores)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewConfirm(connect.Options{
+		OAuth: oc, Tokens: tokens, Accounts: stores.Registry,
+		AllowedDomains: cfg.AllowedDomains, AllowedEmails: cfg.AllowedEmails,
+		ConnectURL: cfg.ConnectURL,
+	}), nil
+}
+
+// Sender builds the sender.
+func Sender(ctx context.Context, cfg *config.Sender) (*sender.Sender, error) {
+	oc, err := OAuth(cfg.OAuth, "")
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := TokenStore(ctx, cfg.ProjectID, cfg.Stores)
+	if err != nil {
+		return nil, err
+	}
+	stores, err := OpenStores(ctx, cfg.ProjectID, cfg.Stores)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := pubsub.NewClient(ctx, cfg.ProjectID)
+	if err != nil {
+		return nil, fmt.Errorf("setup: Pub/Sub client: %w", err)
+	}
+	return sender.New(sender.Options{
+		Ledger: stores.Ledger, Accounts: stores.Registry, Tokens: tokens,
+		Results: results.NewPublisher(ps, cfg.ResultsTopic), OAuth: oc,
+		Gmail: gmail.New(cfg.Gmail.Endpoint, nil), ConnectURL: cfg.ConnectURL,
+		Lease: cfg.SendLease,
+	})
+}

@@ -1,0 +1,128 @@
+// Command publish publishes one send request, read as JSON from stdin, to
+// the gmail-send topic: the embedded or gcloud emulator when
+// PUBSUB_EMULATOR_HOST is set, otherwise the project in
+// GOOGLE_CLOUD_PROJECT with application default credentials. With -wait it
+// also waits for the request's result event and prints it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"github.com/google/uuid"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "publish:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	project := flag.String("project", os.Getenv("GOOGLE_CLOUD_PROJECT"), "Google Cloud project (default $GOOGLE_CLOUD_PROJECT, or gmail-relay-dev with an emulator)")
+	topic := flag.String("topic", "gmail-send", "topic to publish to")
+	results := flag.String("results-topic", "gmail-send-results", "topic the relay reports results on (for -wait)")
+	wait := flag.Duration("wait", 0, "wait this long for the result event and print it (e.g. 30s)")
+	flag.Parse()
+
+	if *project == "" {
+		if os.Getenv("PUBSUB_EMULATOR_HOST") == "" {
+			return errors.New("set GOOGLE_CLOUD_PROJECT (or -project), or PUBSUB_EMULATOR_HOST for a local emulator")
+		}
+		*project = "gmail-relay-dev"
+	}
+	data, err := io.ReadAll(io.LimitReader(os.Stdin, 10<<20+1))
+	if err != nil {
+		return fmt.Errorf("reading stdin: %w", err)
+	}
+	if len(data) > 10<<20 {
+		return errors.New("the request is over Pub/Sub's 10 MB message limit")
+	}
+	var req struct {
+		Account        string `json:"account"`
+		IdempotencyKey string `json:"idempotency_key"`
+	}
+	if err := json.Unmarshal(data, &req); err != nil {
+		return fmt.Errorf("stdin is not a JSON send request: %w", err)
+	}
+	if req.IdempotencyKey == "" {
+		// Give the request a key so a retry of this command is deduplicated
+		// and -wait can find the result.
+		req.IdempotencyKey = "publish-" + uuid.NewString()
+		var m map[string]any
+		_ = json.Unmarshal(data, &m)
+		m["idempotency_key"] = req.IdempotencyKey
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(m)
+		data = buf.Bytes()
+	}
+
+	ctx := context.Background()
+	client, err := pubsub.NewClient(ctx, *project)
+	if err != nil {
+		return fmt.Errorf("Pub/Sub client: %w", err)
+	}
+	defer client.Close()
+
+	var sub string
+	if *wait > 0 {
+		// A subscription made before publishing sees the result for sure.
+		sub = fmt.Sprintf("projects/%s/subscriptions/publish-wait-%s", *project, uuid.NewString()[:8])
+		_, err := client.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+			Name: sub, Topic: "projects/" + *project + "/topics/" + *results, AckDeadlineSeconds: 10,
+			Filter: fmt.Sprintf(`attributes.idempotency_key = %q`, req.IdempotencyKey),
+		})
+		if err != nil {
+			return fmt.Errorf("creating a subscription on %s to wait for the result: %w", *results, err)
+		}
+		defer client.SubscriptionAdminClient.DeleteSubscription(context.Background(), &pubsubpb.DeleteSubscriptionRequest{Subscription: sub})
+	}
+
+	p := client.Publisher(*topic)
+	defer p.Stop()
+	id, err := p.Publish(ctx, &pubsub.Message{Data: data, Attributes: map[string]string{"idempotency_key": req.IdempotencyKey}}).Get(ctx)
+	if err != nil {
+		return fmt.Errorf("publishing to %s: %w", *topic, err)
+	}
+	fmt.Printf("published message %s (idempotency_key %s) to %s\n", id, req.IdempotencyKey, *topic)
+	if *wait == 0 {
+		return nil
+	}
+
+	wctx, cancel := context.WithTimeout(ctx, *wait)
+	defer cancel()
+	var result []byte
+	err = client.Subscriber(sub).Receive(wctx, func(_ context.Context, m *pubsub.Message) {
+		m.Ack()
+		if m.Attributes["idempotency_key"] == req.IdempotencyKey && result == nil {
+			result = m.Data
+			cancel()
+		}
+	})
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("waiting for the result: %w", err)
+	}
+	if result == nil {
+		return fmt.Errorf("no result within %s (is the relay running? `make dev`)", *wait)
+	}
+	fmt.Printf("result: %s\n", bytes.TrimSpace(result))
+	var ev struct {
+		Status string `json:"status"`
+	}
+	_ = json.Unmarshal(result, &ev)
+	if ev.Status == "failed" {
+		return errors.New("the relay reported a failure (see result above)")
+	}
+	return nil
+}
