@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
@@ -97,8 +98,19 @@ type Server struct {
 	PubSub     *pstest.Server
 }
 
+// started guards Run: the functions build their dependencies once per
+// process from the environment (as on Cloud Run), so a second stack in the
+// same process would silently talk to the first one's ports.
+var started atomic.Bool
+
+// ErrStarted is returned by a second Run in one process.
+var ErrStarted = errors.New("devserver: Run may be called once per process (functions keep their first configuration)")
+
 // Run starts the stack and serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
+	if !started.CompareAndSwap(false, true) {
+		return ErrStarted
+	}
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
@@ -307,12 +319,16 @@ func deliver(ctx context.Context, c *pubsub.Client, handle func(context.Context,
 	defer dead.Stop()
 	var mu sync.Mutex
 	attempts := map[string]int{}
+	// pstest numbers messages m0, m1, … afresh in every process, while the
+	// ledger persists: without a per-run prefix, a request with no
+	// idempotency key would look like a duplicate of the last run's.
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	err := sub.Receive(ctx, func(ctx context.Context, m *pubsub.Message) {
 		mu.Lock()
 		attempts[m.ID]++
 		n := attempts[m.ID]
 		mu.Unlock()
-		ev, err := pubsubevent.New(&pubsubevent.Message{ID: m.ID, Data: m.Data, Attributes: m.Attributes,
+		ev, err := pubsubevent.New(&pubsubevent.Message{ID: run + "-" + m.ID, Data: m.Data, Attributes: m.Attributes,
 			PublishTime: m.PublishTime, DeliveryAttempt: n, Subscription: subName(sendSub)}, topicName(SendTopic))
 		if err == nil {
 			err = handle(ctx, ev)

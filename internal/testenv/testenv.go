@@ -12,12 +12,24 @@ import (
 // InCI reports whether the tests run under CI, where nothing may be skipped.
 func InCI() bool { return os.Getenv("CI") == "true" }
 
-// Require skips the test (or fails it under CI) when ok is false.
+// Integration marks a test that needs a prerequisite started by make test:
+// `go test -short` (make test's unit phase) skips it by design, whatever CI
+// says, and the integration phase runs it.
+func Integration(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: runs in make test's integration phase (without -short)")
+	}
+}
+
+// Require skips the test (or fails it under CI) when ok is false. Under
+// -short it always skips: see Integration.
 func Require(t testing.TB, ok bool, what, howToGet string) {
 	t.Helper()
 	if ok {
 		return
 	}
+	Integration(t)
 	if InCI() {
 		t.Fatalf("%s is required under CI=true but missing: %s", what, howToGet)
 	}

@@ -1,0 +1,45 @@
+# gmail-relay. `make dev` runs everything locally; `make test` runs every test.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PORT ?= 8080
+PUBSUB_PORT ?= 8085
+DEV_STATE_DIR ?= .dev
+export PORT PUBSUB_PORT DEV_STATE_DIR
+
+.PHONY: help dev send test test-unit lint package deploy destroy clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+dev: ## Run every function, the sandbox Google and embedded Pub/Sub on localhost:$(PORT).
+	go run ./scripts/dev
+
+send: ## Send a sample message through `make dev`: make send ACCOUNT=you@example.com TO=bob@example.org
+	scripts/send.sh
+
+test: ## Unit tests, then emulators and integration, end-to-end and browser tests.
+	scripts/test.sh
+
+test-unit: ## Fast unit tests only (no emulators).
+	go test -race -shuffle=on -short ./...
+
+lint: ## gofmt, go vet and terraform fmt.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	@if command -v terraform >/dev/null; then terraform fmt -check -recursive infra; else echo "terraform not installed: skipping terraform fmt"; fi
+
+package: ## Build dist/function-source.zip, the source Cloud Run functions build from.
+	scripts/package.sh
+
+deploy: ## Package and terraform apply: make deploy PROJECT=my-project
+	@test -n "$(PROJECT)" || { echo "usage: make deploy PROJECT=<project id>"; exit 2; }
+	scripts/deploy.sh "$(PROJECT)"
+
+destroy: ## Tear down everything Terraform created: make destroy PROJECT=my-project
+	@test -n "$(PROJECT)" || { echo "usage: make destroy PROJECT=<project id>"; exit 2; }
+	scripts/destroy.sh "$(PROJECT)"
+
+clean: ## Remove local state and build output.
+	rm -rf $(DEV_STATE_DIR) dist
