@@ -1,0 +1,234 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Firestore is the production Store, one document per account in Collection
+// of a native-mode database.
+type Firestore struct {
+	client *firestore.Client
+	stats  counters
+}
+
+var _ Store = (*Firestore)(nil)
+
+// NewFirestore returns a Store on client. The caller owns the client.
+func NewFirestore(client *firestore.Client) *Firestore {
+	return &Firestore{client: client}
+}
+
+// Stats returns the reads and committed writes made so far.
+func (f *Firestore) Stats() Stats { return f.stats.snapshot() }
+
+func (f *Firestore) ref(email string) *firestore.DocumentRef {
+	return f.client.Collection(Collection).Doc(DocID(email))
+}
+
+// maxRounds bounds the read-and-conditional-write rounds of one change. A
+// round is lost only to a concurrent write of the same account, as when
+// many sends meet the same dead token at once; the reread then usually
+// finds nothing left to do.
+const maxRounds = 5
+
+var errContended = fmt.Errorf("%w: the account kept changing under concurrent writers", ErrUnavailable)
+
+// Get implements Store.
+func (f *Firestore) Get(ctx context.Context, email string) (*Account, error) {
+	if err := checkEmail(email); err != nil {
+		return nil, fmt.Errorf("registry.Get: %w", err)
+	}
+	snap, err := f.ref(email).Get(ctx)
+	f.stats.read(1)
+	if err != nil {
+		return nil, wrap("registry.Get", err)
+	}
+	a, err := decode(snap)
+	if err != nil {
+		return nil, fmt.Errorf("registry.Get: %w", err)
+	}
+	return a, nil
+}
+
+// Upsert implements Store with one Set.
+func (f *Firestore) Upsert(ctx context.Context, a *Account) error {
+	c, err := prepare(a)
+	if err != nil {
+		return fmt.Errorf("registry.Upsert: %w", err)
+	}
+	if _, err := f.ref(c.Email).Set(ctx, c); err != nil {
+		return wrap("registry.Upsert", err)
+	}
+	f.stats.write()
+	return nil
+}
+
+// List implements Store.
+func (f *Firestore) List(ctx context.Context) ([]*Account, error) {
+	snaps, err := f.client.Collection(Collection).OrderBy("email", firestore.Asc).Documents(ctx).GetAll()
+	// A query is billed at least one read, even when it finds nothing.
+	f.stats.read(max(1, len(snaps)))
+	if err != nil {
+		return nil, wrap("registry.List", err)
+	}
+	out := make([]*Account, 0, len(snaps))
+	for _, snap := range snaps {
+		a, err := decode(snap)
+		if err != nil {
+			return nil, fmt.Errorf("registry.List: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// SetStatus implements Store.
+func (f *Firestore) SetStatus(ctx context.Context, email string, s Status, reason string, now time.Time) (bool, Status, error) {
+	if err := checkEmail(email); err != nil {
+		return false, "", fmt.Errorf("registry.SetStatus: %w", err)
+	}
+	if !s.valid() {
+		return false, "", fmt.Errorf("registry.SetStatus: unknown status %q", s)
+	}
+	now = nowOr(now)
+	var (
+		changed bool
+		prev    Status
+	)
+	err := f.modify(ctx, email, func(cur *Account) *Account {
+		prev = cur.Status
+		next, ch, write := withStatus(cur, s, reason, now)
+		changed = ch
+		if !write {
+			return nil
+		}
+		return next
+	})
+	if err != nil {
+		return false, "", wrap("registry.SetStatus", err)
+	}
+	return changed, prev, nil
+}
+
+// MarkRefreshed implements Store.
+func (f *Firestore) MarkRefreshed(ctx context.Context, email string, at time.Time) error {
+	if err := checkEmail(email); err != nil {
+		return fmt.Errorf("registry.MarkRefreshed: %w", err)
+	}
+	at = nowOr(at)
+	err := f.modify(ctx, email, func(cur *Account) *Account {
+		next, write := refreshed(cur, at)
+		if !write {
+			return nil
+		}
+		return next
+	})
+	if err != nil {
+		return wrap("registry.MarkRefreshed", err)
+	}
+	return nil
+}
+
+// modify reads the account and writes what change returns (nil: nothing) on
+// condition that nobody wrote the account in between, rereading when
+// somebody did. Unlike a transaction it takes no lock, so a burst of
+// concurrent status changes cannot queue up behind one another.
+func (f *Firestore) modify(ctx context.Context, email string, change func(cur *Account) *Account) error {
+	ref := f.ref(email)
+	for range maxRounds {
+		snap, err := ref.Get(ctx)
+		f.stats.read(1)
+		if err != nil {
+			return err
+		}
+		cur, err := decode(snap)
+		if err != nil {
+			return err
+		}
+		next := change(cur)
+		if next == nil {
+			return nil
+		}
+		_, err = ref.Update(ctx, allFields(next), firestore.LastUpdateTime(snap.UpdateTime))
+		switch status.Code(err) {
+		case codes.OK:
+			f.stats.write()
+			return nil
+		case codes.FailedPrecondition:
+			continue
+		}
+		return err
+	}
+	return errContended
+}
+
+func decode(snap *firestore.DocumentSnapshot) (*Account, error) {
+	var a Account
+	if err := snap.DataTo(&a); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", snap.Ref.ID, err)
+	}
+	if len(a.Scopes) == 0 {
+		a.Scopes = nil
+	}
+	return &a, nil
+}
+
+// allFields lists every field of a, so that an update replaces the whole
+// document as Set would, while still taking a precondition.
+func allFields(a *Account) []firestore.Update {
+	var scopes any = firestore.Delete
+	if len(a.Scopes) > 0 {
+		scopes = a.Scopes
+	}
+	return []firestore.Update{
+		{Path: "email", Value: a.Email},
+		{Path: "status", Value: string(a.Status)},
+		{Path: "scopes", Value: scopes},
+		{Path: "connected_at", Value: timeOrDelete(a.ConnectedAt)},
+		{Path: "token_issued_at", Value: timeOrDelete(a.TokenIssuedAt)},
+		{Path: "last_refresh_at", Value: timeOrDelete(a.LastRefreshAt)},
+		{Path: "updated_at", Value: a.UpdatedAt},
+		{Path: "last_error", Value: stringOrDelete(a.LastError)},
+		{Path: "last_error_at", Value: timeOrDelete(a.LastErrorAt)},
+	}
+}
+
+func timeOrDelete(t time.Time) any {
+	if t.IsZero() {
+		return firestore.Delete
+	}
+	return t
+}
+
+func stringOrDelete(s string) any {
+	if s == "" {
+		return firestore.Delete
+	}
+	return s
+}
+
+// wrap turns gRPC codes into the package's sentinel errors. The codes mapped
+// to ErrUnavailable are those a later try may well not meet; the client has
+// already retried the ones it retries by itself.
+func wrap(op string, err error) error {
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUnavailable):
+		return fmt.Errorf("%s: %w", op, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+	switch status.Code(err) {
+	case codes.NotFound:
+		return fmt.Errorf("%s: %w: %w", op, ErrNotFound, err)
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Internal:
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

@@ -1,0 +1,254 @@
+package registry
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Local is the Store of make dev: accounts live in memory and every change
+// rewrites one JSON file, so a restarted dev server keeps its connected
+// accounts. It is safe for concurrent use within one process; two processes
+// must not share a file.
+type Local struct {
+	path  string
+	stats counters
+
+	mu       sync.Mutex
+	accounts map[string]*Account // by DocID
+}
+
+var _ Store = (*Local)(nil)
+
+type localFile struct {
+	Accounts []*Account `json:"accounts"`
+}
+
+// NewLocal opens the registry persisted at path, creating its directory. A
+// missing file is an empty registry.
+func NewLocal(path string) (*Local, error) {
+	if path == "" {
+		return nil, errors.New("registry.NewLocal: empty path")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("registry.NewLocal: %w", err)
+	}
+	l := &Local{path: path, accounts: make(map[string]*Account)}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return l, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registry.NewLocal: %w", err)
+	}
+	var f localFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("registry.NewLocal: parsing %s: %w", path, err)
+	}
+	for _, a := range f.Accounts {
+		if a == nil || checkEmail(a.Email) != nil {
+			return nil, fmt.Errorf("registry.NewLocal: %s holds an account without a valid address", path)
+		}
+		l.accounts[DocID(a.Email)] = a
+	}
+	return l, nil
+}
+
+// Stats returns the reads and writes made so far, counted as Firestore
+// would bill the same calls.
+func (l *Local) Stats() Stats { return l.stats.snapshot() }
+
+// Get implements Store.
+func (l *Local) Get(ctx context.Context, email string) (*Account, error) {
+	if err := checkEmail(email); err != nil {
+		return nil, fmt.Errorf("registry.Get: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("registry.Get: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stats.read(1)
+	a := l.accounts[DocID(email)]
+	if a == nil {
+		return nil, fmt.Errorf("registry.Get: %w", ErrNotFound)
+	}
+	return a.clone(), nil
+}
+
+// Upsert implements Store.
+func (l *Local) Upsert(ctx context.Context, a *Account) error {
+	c, err := prepare(a)
+	if err != nil {
+		return fmt.Errorf("registry.Upsert: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("registry.Upsert: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.put(c); err != nil {
+		return fmt.Errorf("registry.Upsert: %w", err)
+	}
+	return nil
+}
+
+// List implements Store.
+func (l *Local) List(ctx context.Context) ([]*Account, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("registry.List: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*Account, 0, len(l.accounts))
+	for _, a := range l.accounts {
+		out = append(out, a.clone())
+	}
+	l.stats.read(max(1, len(out)))
+	slices.SortFunc(out, byEmail)
+	return out, nil
+}
+
+// SetStatus implements Store.
+func (l *Local) SetStatus(ctx context.Context, email string, s Status, reason string, now time.Time) (bool, Status, error) {
+	if err := checkEmail(email); err != nil {
+		return false, "", fmt.Errorf("registry.SetStatus: %w", err)
+	}
+	if !s.valid() {
+		return false, "", fmt.Errorf("registry.SetStatus: unknown status %q", s)
+	}
+	var (
+		changed bool
+		prev    Status
+	)
+	err := l.modify(ctx, email, func(cur *Account) *Account {
+		prev = cur.Status
+		next, ch, write := withStatus(cur, s, reason, nowOr(now))
+		changed = ch
+		if !write {
+			return nil
+		}
+		return next
+	})
+	if err != nil {
+		return false, "", fmt.Errorf("registry.SetStatus: %w", err)
+	}
+	return changed, prev, nil
+}
+
+// MarkRefreshed implements Store.
+func (l *Local) MarkRefreshed(ctx context.Context, email string, at time.Time) error {
+	if err := checkEmail(email); err != nil {
+		return fmt.Errorf("registry.MarkRefreshed: %w", err)
+	}
+	err := l.modify(ctx, email, func(cur *Account) *Account {
+		next, write := refreshed(cur, nowOr(at))
+		if !write {
+			return nil
+		}
+		return next
+	})
+	if err != nil {
+		return fmt.Errorf("registry.MarkRefreshed: %w", err)
+	}
+	return nil
+}
+
+func (l *Local) modify(ctx context.Context, email string, change func(*Account) *Account) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stats.read(1)
+	cur := l.accounts[DocID(email)]
+	if cur == nil {
+		return ErrNotFound
+	}
+	next := change(cur)
+	if next == nil {
+		return nil
+	}
+	return l.put(next)
+}
+
+// put stores a and persists the registry, undoing the change in memory if
+// the file cannot be written, so memory never claims what the disk lost.
+func (l *Local) put(a *Account) error {
+	id := DocID(a.Email)
+	old, had := l.accounts[id]
+	l.accounts[id] = a
+	if err := l.save(); err != nil {
+		if had {
+			l.accounts[id] = old
+		} else {
+			delete(l.accounts, id)
+		}
+		return fmt.Errorf("%w: saving %s: %w", ErrUnavailable, l.path, err)
+	}
+	l.stats.write()
+	return nil
+}
+
+func byEmail(a, b *Account) int { return cmp.Compare(a.Email, b.Email) }
+
+func (l *Local) save() error {
+	f := localFile{Accounts: make([]*Account, 0, len(l.accounts))}
+	for _, a := range l.accounts {
+		f.Accounts = append(f.Accounts, a)
+	}
+	// Sorted, so that the file only changes where the registry did.
+	slices.SortFunc(f.Accounts, byEmail)
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(l.path, b)
+}
+
+// writeFileAtomic replaces path with data so that a crash leaves either the
+// old file or the new one, never a torn one, readable by the owner only.
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if err = tmp.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err = tmp.Write(data); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	// The rename is durable only once the directory is synced. Some
+	// filesystems refuse to sync a directory; the file is then as durable as
+	// that filesystem allows, which is enough for a dev store.
+	if d, derr := os.Open(dir); derr == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
