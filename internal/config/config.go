@@ -320,6 +320,12 @@ type Admin struct {
 	Stores
 	Gmail
 	ConnectURL string `env:"CONNECT_URL"`
+	// RequireAuth refuses requests without a bearer identity token. Cloud
+	// Run's IAM check is the real gate; this catches a deployment whose
+	// ingress was opened by mistake. `make dev` turns it off.
+	RequireAuth bool `env:"ADMIN_REQUIRE_AUTH, default=true"`
+	// OAuthAppTesting: as for Healthcheck, for the token-expiry warning.
+	OAuthAppTesting bool `env:"OAUTH_APP_TESTING, default=false"`
 }
 
 // Validate reports every problem at once.

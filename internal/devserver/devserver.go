@@ -30,8 +30,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/gmailrelay/gmailrelay/functions/admin"
 	"github.com/gmailrelay/gmailrelay/functions/authorize"
 	"github.com/gmailrelay/gmailrelay/functions/confirm"
+	"github.com/gmailrelay/gmailrelay/functions/healthcheck"
 	"github.com/gmailrelay/gmailrelay/functions/sender"
 	"github.com/gmailrelay/gmailrelay/internal/config"
 	"github.com/gmailrelay/gmailrelay/internal/pubsubevent"
@@ -67,6 +69,8 @@ type Options struct {
 	Out io.Writer
 	// Ready, if set, is called with the server once it serves.
 	Ready func(*Server)
+	// HealthcheckEvery is how often the healthcheck runs (6h by default).
+	HealthcheckEvery time.Duration
 }
 
 // FromEnv reads Options from PORT, PUBSUB_PORT, DEV_STATE_DIR,
@@ -114,6 +118,9 @@ func Run(ctx context.Context, o Options) error {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
+	if o.HealthcheckEvery <= 0 {
+		o.HealthcheckEvery = 6 * time.Hour
+	}
 	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
 		return fmt.Errorf("devserver: state dir: %w", err)
 	}
@@ -138,6 +145,8 @@ func Run(ctx context.Context, o Options) error {
 		"CONNECT_URL":          base + "/authorize",
 		"RESULTS_TOPIC":        ResultsTopic,
 		"ACCOUNT_EVENTS_TOPIC": AccountsTopic,
+		// Locally there is no Cloud Run in front of admin to check IAM.
+		"ADMIN_REQUIRE_AUTH": "false",
 	}
 	if realGoogle {
 		env["OAUTH_CLIENT_ID"] = o.ClientID
@@ -207,6 +216,17 @@ func Run(ctx context.Context, o Options) error {
 	mux := http.NewServeMux()
 	mux.Handle("/authorize", authorize.Handle)
 	mux.Handle("/confirm", confirm.Handle)
+	// The functions framework serves each function at an exact path; admin
+	// has sub-routes, so it is mounted under /admin/ with the prefix
+	// stripped, as Cloud Run would serve it at /.
+	mux.Handle("/admin/", http.StripPrefix("/admin", admin.Handle))
+	mux.HandleFunc("POST /healthcheck", func(w http.ResponseWriter, r *http.Request) {
+		if err := runHealthcheck(r.Context()); err != nil {
+			http.Error(w, "health check failed: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "health check done; its summary is in the log")
+	})
 	if s.Sandbox != nil {
 		for _, p := range s.Sandbox.Paths() {
 			mux.Handle(p, s.Sandbox)
@@ -219,7 +239,21 @@ func Run(ctx context.Context, o Options) error {
 	errc := make(chan error, 3)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		// Cloud Scheduler's job, locally: every HealthcheckEvery.
+		t := time.NewTicker(o.HealthcheckEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+				_ = runHealthcheck(runCtx)
+			}
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -391,8 +425,9 @@ func (s *Server) banner(out io.Writer, realGoogle bool) {
 gmail-relay dev server, using %s
 
   Connect a mailbox:   %s/authorize
+  Accounts (admin):    %s/admin/accounts
   Home:                %s/
-`, mode, s.BaseURL, s.BaseURL)
+`, mode, s.BaseURL, s.BaseURL, s.BaseURL)
 	if s.Sandbox != nil {
 		fmt.Fprintf(out, "  Sandbox and outbox:  %s/sandbox/\n  Outbox files:        %s/*.eml\n", s.BaseURL, s.OutboxDir)
 	}
@@ -400,4 +435,15 @@ gmail-relay dev server, using %s
 
 PUBSUB_EMULATOR_HOST=%s
 `, s.PubSubAddr)
+}
+
+// runHealthcheck runs the healthcheck function once, with the event Cloud
+// Scheduler's Pub/Sub message would carry.
+func runHealthcheck(ctx context.Context) error {
+	ev, err := pubsubevent.New(&pubsubevent.Message{ID: "dev-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		Data: []byte(`{"trigger":"dev"}`), PublishTime: time.Now()}, topicName("gmail-healthcheck"))
+	if err != nil {
+		return err
+	}
+	return healthcheck.Handle(ctx, ev)
 }

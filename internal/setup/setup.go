@@ -15,9 +15,12 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 
+	"github.com/gmailrelay/gmailrelay/internal/admin"
 	"github.com/gmailrelay/gmailrelay/internal/config"
 	"github.com/gmailrelay/gmailrelay/internal/connect"
+	"github.com/gmailrelay/gmailrelay/internal/events"
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
+	"github.com/gmailrelay/gmailrelay/internal/health"
 	"github.com/gmailrelay/gmailrelay/internal/ledger"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
@@ -153,4 +156,42 @@ func Sender(ctx context.Context, cfg *config.Sender) (*sender.Sender, error) {
 		Gmail: gmail.New(cfg.Gmail.Endpoint, nil), ConnectURL: cfg.ConnectURL,
 		Lease: cfg.SendLease,
 	})
+}
+
+// checker builds the health checker shared by admin and healthcheck.
+func checker(ctx context.Context, base config.Base, oc config.OAuth, st config.Stores, connectURL string, testing bool, ev health.Events) (*health.Checker, *tokenstore.Store, *oauth.Client, *Stores, error) {
+	client, err := OAuth(oc, "")
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	tokens, err := TokenStore(ctx, base.ProjectID, st)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	stores, err := OpenStores(ctx, base.ProjectID, st)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return &health.Checker{Tokens: tokens, Accounts: stores.Registry, OAuth: client, Events: ev,
+		ConnectURL: connectURL, Testing: testing}, tokens, client, stores, nil
+}
+
+// Admin builds the admin handler.
+func Admin(ctx context.Context, cfg *config.Admin) (*admin.Handler, error) {
+	chk, tokens, client, stores, err := checker(ctx, cfg.Base, cfg.OAuth, cfg.Stores, cfg.ConnectURL, cfg.OAuthAppTesting, nil)
+	if err != nil {
+		return nil, err
+	}
+	return admin.New(admin.Options{Checker: chk, Tokens: tokens, Revoker: client, Ledger: stores.Ledger,
+		Gmail: gmail.New(cfg.Gmail.Endpoint, nil), RequireAuth: cfg.RequireAuth}), nil
+}
+
+// Healthcheck builds the health checker with its event publisher.
+func Healthcheck(ctx context.Context, cfg *config.Healthcheck) (*health.Checker, error) {
+	ps, err := pubsub.NewClient(ctx, cfg.ProjectID)
+	if err != nil {
+		return nil, fmt.Errorf("setup: Pub/Sub client: %w", err)
+	}
+	chk, _, _, _, err := checker(ctx, cfg.Base, cfg.OAuth, cfg.Stores, cfg.ConnectURL, cfg.OAuthAppTesting, events.NewPublisher(ps, cfg.AccountEventsTopic))
+	return chk, err
 }

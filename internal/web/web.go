@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"embed"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"strings"
@@ -17,6 +18,18 @@ var files embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"join": strings.Join,
+	"days": func(seconds int64) string {
+		switch d := seconds / 86400; {
+		case seconds <= 0:
+			return ""
+		case d == 0:
+			return "under a day"
+		case d == 1:
+			return "1 day"
+		default:
+			return fmt.Sprintf("%d days", d)
+		}
+	},
 }).ParseFS(files, "templates/*.html"))
 
 // Render writes the named page with status. Rendering into a buffer first

@@ -1,0 +1,365 @@
+// Package admin is the operator's API: list accounts with their health,
+// test a connection with a real refresh (and optionally a real send),
+// disconnect a mailbox (revoke at Google, destroy the secret, mark it), and
+// look up a message's send status by idempotency key. It answers JSON for
+// tools and an HTML status table for browsers. When deployed it sits behind
+// Cloud Run's IAM invoker check; it also refuses calls that carry no
+// identity token, in case ingress is ever opened by mistake.
+package admin
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/gmailrelay/gmailrelay/internal/gmail"
+	"github.com/gmailrelay/gmailrelay/internal/health"
+	"github.com/gmailrelay/gmailrelay/internal/ledger"
+	"github.com/gmailrelay/gmailrelay/internal/logging"
+	"github.com/gmailrelay/gmailrelay/internal/message"
+	"github.com/gmailrelay/gmailrelay/internal/registry"
+	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
+	"github.com/gmailrelay/gmailrelay/internal/web"
+)
+
+// Tokens is the token store.
+type Tokens interface {
+	health.Tokens
+	Delete(ctx context.Context, email string) error
+}
+
+// Revoker revokes grants at Google.
+type Revoker interface {
+	Revoke(ctx context.Context, token string) error
+}
+
+// Ledger reads send records.
+type Ledger interface {
+	Get(ctx context.Context, key string) (*ledger.Record, error)
+}
+
+var (
+	_ Tokens = (*tokenstore.Store)(nil)
+	_ Ledger = (*ledger.Local)(nil)
+	_ Ledger = (*ledger.Firestore)(nil)
+)
+
+// Options are the admin handler's dependencies.
+type Options struct {
+	Checker *health.Checker
+	Tokens  Tokens
+	Revoker Revoker
+	Ledger  Ledger
+	Gmail   *gmail.Client
+	// RequireAuth refuses requests without a bearer identity token.
+	RequireAuth bool
+	Now         func() time.Time
+}
+
+// Handler serves the admin API.
+type Handler struct {
+	opts Options
+	mux  *http.ServeMux
+}
+
+// New returns the admin handler.
+func New(o Options) *Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h := &Handler{opts: o, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "accounts", http.StatusFound)
+	})
+	h.mux.HandleFunc("GET /accounts", h.list)
+	h.mux.HandleFunc("GET /accounts/{email}", h.get)
+	h.mux.HandleFunc("POST /accounts/{email}/test", h.test)
+	h.mux.HandleFunc("DELETE /accounts/{email}", h.disconnect)
+	h.mux.HandleFunc("GET /messages/{key...}", h.messageStatus)
+	return h
+}
+
+// ServeHTTP routes a request after the identity check.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.opts.RequireAuth {
+		caller, ok := identity(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gmail-relay admin"`)
+			writeError(w, http.StatusUnauthorized, "unauthenticated",
+				"This endpoint needs a Google identity token.",
+				"Call it with `Authorization: Bearer $(gcloud auth print-identity-token)` as a principal holding roles/run.invoker on the admin function.")
+			return
+		}
+		r = r.WithContext(logging.WithLogger(r.Context(), logging.FromContext(r.Context()).With("caller", caller)))
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// identity reads the caller from the bearer token. Cloud Run has already
+// verified the token's signature (and replaces it before the request
+// arrives), so only the claims are read here, for the audit log.
+func identity(r *http.Request) (string, bool) {
+	auth := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || tok == "" {
+		return "", false
+	}
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return "", false
+	}
+	body, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return "", false
+	}
+	var claims struct {
+		Email string `json:"email"`
+		Sub   string `json:"sub"`
+	}
+	if json.Unmarshal(body, &claims) != nil || (claims.Email == "" && claims.Sub == "") {
+		return "", false
+	}
+	if claims.Email != "" {
+		return claims.Email, true
+	}
+	return claims.Sub, true
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Fix     string `json:"fix,omitempty"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg, fix string) {
+	var b errorBody
+	b.Error.Code, b.Error.Message, b.Error.Fix = code, msg, fix
+	web.JSON(w, status, b)
+}
+
+func unavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
+	logging.FromContext(r.Context()).ErrorContext(r.Context(), what+" failed", "error", err)
+	writeError(w, http.StatusServiceUnavailable, "unavailable", what+" failed; the log has the cause.", "Retry in a moment.")
+}
+
+// AccountView is one account as the API shows it.
+type AccountView struct {
+	Email         string    `json:"email"`
+	Status        string    `json:"status"`
+	Scopes        []string  `json:"scopes"`
+	ConnectedAt   time.Time `json:"connected_at,omitzero"`
+	LastRefreshAt time.Time `json:"last_refresh_at,omitzero"`
+	TokenIssuedAt time.Time `json:"token_issued_at,omitzero"`
+	// TokenAgeSeconds is how old the stored refresh token is.
+	TokenAgeSeconds int64     `json:"token_age_seconds"`
+	LastError       string    `json:"last_error,omitempty"`
+	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
+	ReconnectURL    string    `json:"reconnect_url,omitempty"`
+}
+
+func (h *Handler) view(a *registry.Account) AccountView {
+	v := AccountView{Email: a.Email, Status: string(a.Status), Scopes: a.Scopes, ConnectedAt: a.ConnectedAt,
+		LastRefreshAt: a.LastRefreshAt, TokenIssuedAt: a.TokenIssuedAt, LastError: a.LastError, LastErrorAt: a.LastErrorAt}
+	if !a.TokenIssuedAt.IsZero() {
+		v.TokenAgeSeconds = int64(h.opts.Now().Sub(a.TokenIssuedAt).Seconds())
+	}
+	if a.Status != registry.StatusConnected {
+		v.ReconnectURL = h.opts.Checker.ReconnectURL(a.Email)
+	}
+	return v
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	accts, err := h.opts.Checker.Accounts.List(r.Context())
+	if err != nil {
+		unavailable(w, r, "listing accounts", err)
+		return
+	}
+	views := make([]AccountView, 0, len(accts))
+	for _, a := range accts {
+		views = append(views, h.view(a))
+	}
+	if wantsHTML(r) {
+		web.Render(w, http.StatusOK, "accounts.html", accountsPage{Accounts: views, Now: h.opts.Now().UTC()})
+		return
+	}
+	web.JSON(w, http.StatusOK, map[string]any{"accounts": views})
+}
+
+// wantsHTML is true for browsers: they ask for text/html first.
+func wantsHTML(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Accept"), "text/html")
+}
+
+type accountsPage struct {
+	Accounts []AccountView
+	Now      time.Time
+}
+
+func email(r *http.Request) string {
+	e, err := url.PathUnescape(r.PathValue("email"))
+	if err != nil {
+		return ""
+	}
+	return tokenstore.NormalizeEmail(e)
+}
+
+func (h *Handler) account(w http.ResponseWriter, r *http.Request) (*registry.Account, bool) {
+	e := email(r)
+	a, err := h.opts.Checker.Accounts.Get(r.Context(), e)
+	if errors.Is(err, registry.ErrNotFound) || e == "" {
+		writeError(w, http.StatusNotFound, "unknown_account", e+" has never been connected to this relay.", "Send its owner the connect link.")
+		return nil, false
+	}
+	if err != nil {
+		unavailable(w, r, "reading the account", err)
+		return nil, false
+	}
+	return a, true
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	if a, ok := h.account(w, r); ok {
+		web.JSON(w, http.StatusOK, h.view(a))
+	}
+}
+
+// TestResult answers a connection test.
+type TestResult struct {
+	*health.Result
+	TestMessage *SentView `json:"test_message,omitempty"`
+}
+
+// SentView is a test message Gmail accepted.
+type SentView struct {
+	GmailMessageID string `json:"gmail_message_id,omitempty"`
+	Error          string `json:"error,omitempty"`
+}
+
+func (h *Handler) test(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, ok := h.account(w, r)
+	if !ok {
+		return
+	}
+	res, err := h.opts.Checker.Check(ctx, a.Email)
+	if err != nil {
+		unavailable(w, r, "the connection test", err)
+		return
+	}
+	out := TestResult{Result: res}
+	status := http.StatusOK
+	switch res.Outcome {
+	case health.OutcomeReauth:
+		status = http.StatusConflict
+	case health.OutcomeError:
+		status = http.StatusBadGateway
+	case health.OutcomeSkipped:
+		status = http.StatusConflict
+	}
+	if r.URL.Query().Get("send") == "1" && res.AccessToken != nil {
+		out.TestMessage = h.sendTest(ctx, a.Email, res.AccessToken)
+		if out.TestMessage.Error != "" {
+			status = http.StatusBadGateway
+		}
+	}
+	logging.FromContext(ctx).InfoContext(ctx, "connection tested", "account", a.Email, "outcome", res.Outcome)
+	web.JSON(w, status, out)
+}
+
+// sendTest sends a short message from the mailbox to itself with the token
+// the check just obtained.
+func (h *Handler) sendTest(ctx context.Context, account string, tok *oauth2.Token) *SentView {
+	now := h.opts.Now()
+	raw, err := message.Compose(&message.Request{
+		Account: account, FromName: "gmail-relay", To: []string{account},
+		Subject: "gmail-relay connection test",
+		Text:    "This message confirms that gmail-relay can send from " + account + " (" + now.UTC().Format(time.RFC3339) + ").",
+	}, message.ComposeOptions{Now: now})
+	if err != nil {
+		return &SentView{Error: "composing the test message failed: " + err.Error()}
+	}
+	svc, err := h.opts.Gmail.Service(ctx, oauth2.StaticTokenSource(tok))
+	if err != nil {
+		return &SentView{Error: err.Error()}
+	}
+	sent, err := gmail.Send(ctx, svc, raw, "")
+	if err != nil {
+		return &SentView{Error: gmail.Classify(err, now).Error()}
+	}
+	return &SentView{GmailMessageID: sent.ID}
+}
+
+func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	e := email(r)
+	log := logging.FromContext(ctx).With("account", e)
+	acct, err := h.opts.Checker.Accounts.Get(ctx, e)
+	if err != nil && !errors.Is(err, registry.ErrNotFound) {
+		unavailable(w, r, "reading the account", err)
+		return
+	}
+	tok, terr := h.opts.Tokens.Load(ctx, e)
+	if terr != nil && !errors.Is(terr, tokenstore.ErrNotFound) && !errors.Is(terr, tokenstore.ErrCorrupt) {
+		unavailable(w, r, "reading the token", terr)
+		return
+	}
+	if acct == nil && terr != nil {
+		writeError(w, http.StatusNotFound, "unknown_account", e+" has never been connected to this relay.", "")
+		return
+	}
+	revoked := false
+	if terr == nil {
+		// Revoke first: with the secret gone the grant could no longer be
+		// withdrawn by the relay.
+		if err := h.opts.Revoker.Revoke(ctx, tok.RefreshToken); err != nil {
+			log.ErrorContext(ctx, "revoking at Google failed; deleting the token anyway", "error", err)
+		} else {
+			revoked = true
+		}
+		if err := h.opts.Tokens.Delete(ctx, e); err != nil {
+			unavailable(w, r, "destroying the token secret", err)
+			return
+		}
+	}
+	if acct != nil {
+		changed, prev, err := h.opts.Checker.Accounts.SetStatus(ctx, e, registry.StatusDisconnected, "disconnected by the operator", h.opts.Now().UTC())
+		if err != nil {
+			unavailable(w, r, "recording the disconnection", err)
+			return
+		}
+		if changed {
+			log.WarnContext(ctx, "account disconnected", "event", "account_status_changed", "status", registry.StatusDisconnected, "previous_status", prev)
+		}
+	}
+	web.JSON(w, http.StatusOK, map[string]any{
+		"account": e, "status": registry.StatusDisconnected, "revoked_at_google": revoked, "token_destroyed": terr == nil,
+	})
+}
+
+func (h *Handler) messageStatus(w http.ResponseWriter, r *http.Request) {
+	key, err := url.PathUnescape(r.PathValue("key"))
+	if err != nil || key == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", "The idempotency key in the path is not valid.", "URL-encode the key.")
+		return
+	}
+	rec, err := h.opts.Ledger.Get(r.Context(), key)
+	if errors.Is(err, ledger.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "No send with this idempotency key in the last 7 days.", "Check the key; records expire after 7 days.")
+		return
+	}
+	if err != nil {
+		unavailable(w, r, "reading the ledger", err)
+		return
+	}
+	web.JSON(w, http.StatusOK, rec)
+}

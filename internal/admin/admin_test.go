@@ -1,0 +1,212 @@
+package admin_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gmailrelay/gmailrelay/internal/admin"
+	"github.com/gmailrelay/gmailrelay/internal/gmail"
+	"github.com/gmailrelay/gmailrelay/internal/googletest"
+	"github.com/gmailrelay/gmailrelay/internal/health"
+	"github.com/gmailrelay/gmailrelay/internal/ledger"
+	"github.com/gmailrelay/gmailrelay/internal/registry"
+	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
+)
+
+type fixture struct {
+	st     *googletest.Stack
+	ledger *ledger.Local
+	srv    *httptest.Server
+}
+
+func newFixture(t *testing.T, requireAuth bool) *fixture {
+	t.Helper()
+	st := googletest.New(t)
+	l, err := ledger.NewLocal(filepath.Join(t.TempDir(), "sends.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := admin.New(admin.Options{
+		Checker: &health.Checker{Tokens: st.Tokens, Accounts: st.Registry, OAuth: st.OAuth, ConnectURL: "https://relay.example.com/authorize"},
+		Tokens:  st.Tokens, Revoker: st.OAuth, Ledger: l, Gmail: gmail.New(st.URL+"/", nil), RequireAuth: requireAuth,
+	})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &fixture{st: st, ledger: l, srv: srv}
+}
+
+func (f *fixture) do(t *testing.T, method, path string, hdr map[string]string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, f.srv.URL+path, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
+
+// idToken is shaped like what Cloud Run passes on after verifying a
+// caller's identity token.
+func idToken(email string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(`{"email":"`+email+`","sub":"1"}`)) + ".SIGNATURE_REMOVED_BY_GOOGLE"
+}
+
+func TestRequiresIdentity(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, true)
+	cases := []struct {
+		name, auth string
+		want       int
+	}{
+		{"none", "", http.StatusUnauthorized},
+		{"not bearer", "Basic dXNlcjpwYXNz", http.StatusUnauthorized},
+		{"not a JWT", "Bearer abc", http.StatusUnauthorized},
+		{"identity token", "Bearer " + idToken("ops@example.com"), http.StatusOK},
+	}
+	for _, c := range cases {
+		code, body := f.do(t, "GET", "/accounts", map[string]string{"Authorization": c.auth})
+		if code != c.want {
+			t.Errorf("%s: %d %s, want %d", c.name, code, body, c.want)
+		}
+		if c.want == http.StatusUnauthorized && !strings.Contains(string(body), "gcloud auth print-identity-token") {
+			t.Errorf("%s: the refusal does not say how to authenticate: %s", c.name, body)
+		}
+	}
+}
+
+func TestListAndHTML(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false)
+	f.st.Connect(t, "alice@example.com")
+	f.st.Connect(t, "bob@example.com")
+	if _, _, err := f.st.Registry.SetStatus(context.Background(), "bob@example.com", registry.StatusReauthRequired, "Token has been expired or revoked.", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	code, body := f.do(t, "GET", "/accounts", nil)
+	var got struct{ Accounts []admin.AccountView }
+	if code != 200 || json.Unmarshal(body, &got) != nil || len(got.Accounts) != 2 {
+		t.Fatalf("GET /accounts = %d %s", code, body)
+	}
+	a, b := got.Accounts[0], got.Accounts[1]
+	if a.Email != "alice@example.com" || a.Status != "connected" || a.ReconnectURL != "" || a.LastRefreshAt.IsZero() || len(a.Scopes) == 0 {
+		t.Errorf("alice = %+v", a)
+	}
+	if b.Status != "reauth_required" || b.LastError == "" || b.ReconnectURL != "https://relay.example.com/authorize?login_hint=bob%40example.com" {
+		t.Errorf("bob = %+v", b)
+	}
+	code, page := f.do(t, "GET", "/accounts", map[string]string{"Accept": "text/html,application/xhtml+xml"})
+	html := string(page)
+	if code != 200 || !strings.Contains(html, "Gmail token valid") || !strings.Contains(html, "Reconnect needed") ||
+		!strings.Contains(html, `href="https://relay.example.com/authorize?login_hint=bob%40example.com"`) {
+		t.Errorf("HTML table = %d\n%s", code, html)
+	}
+	if code, _ := f.do(t, "GET", "/accounts/carol@example.com", nil); code != http.StatusNotFound {
+		t.Errorf("unknown account: %d, want 404", code)
+	}
+	if code, body := f.do(t, "GET", "/accounts/"+url.PathEscape("Alice@Example.com"), nil); code != 200 || !strings.Contains(string(body), "alice@example.com") {
+		t.Errorf("GET one account = %d %s", code, body)
+	}
+}
+
+func TestConnectionTest(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false)
+	f.st.Connect(t, "alice@example.com")
+
+	code, body := f.do(t, "POST", "/accounts/alice@example.com/test?send=1", nil)
+	var res struct {
+		Outcome     string
+		TestMessage *admin.SentView `json:"test_message"`
+	}
+	if code != 200 || json.Unmarshal(body, &res) != nil || res.Outcome != "valid" || res.TestMessage == nil || res.TestMessage.GmailMessageID == "" {
+		t.Fatalf("test = %d %s", code, body)
+	}
+	files, _ := filepath.Glob(filepath.Join(f.st.Outbox, "*.eml"))
+	if len(files) != 1 {
+		t.Fatalf("%d messages in the outbox, want the one test message", len(files))
+	}
+	eml, _ := os.ReadFile(files[0])
+	if !strings.Contains(string(eml), "To: <alice@example.com>") || !strings.Contains(string(eml), "gmail-relay connection test") {
+		t.Errorf("test message:\n%s", eml)
+	}
+
+	// Revoked at Google: the test says so and records it.
+	f.st.Sandbox.RevokeAll("alice@example.com")
+	code, body = f.do(t, "POST", "/accounts/alice@example.com/test", nil)
+	if code != http.StatusConflict || !strings.Contains(string(body), `"reauth_required"`) || !strings.Contains(string(body), "login_hint=alice%40example.com") {
+		t.Fatalf("test after revoke = %d %s", code, body)
+	}
+	a, _ := f.st.Registry.Get(context.Background(), "alice@example.com")
+	if a.Status != registry.StatusReauthRequired {
+		t.Errorf("status = %s", a.Status)
+	}
+}
+
+func TestDisconnect(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false)
+	tok := f.st.Connect(t, "alice@example.com")
+
+	code, body := f.do(t, "DELETE", "/accounts/alice@example.com", nil)
+	if code != 200 || !strings.Contains(string(body), `"revoked_at_google": true`) || !strings.Contains(string(body), `"token_destroyed": true`) {
+		t.Fatalf("disconnect = %d %s", code, body)
+	}
+	if _, err := f.st.OAuth.Refresh(context.Background(), tok.RefreshToken); err == nil {
+		t.Error("the grant still works at Google after disconnect")
+	}
+	if _, err := f.st.Tokens.Load(context.Background(), "alice@example.com"); !errors.Is(err, tokenstore.ErrNotFound) {
+		t.Errorf("token after disconnect: %v, want ErrNotFound", err)
+	}
+	a, _ := f.st.Registry.Get(context.Background(), "alice@example.com")
+	if a.Status != registry.StatusDisconnected {
+		t.Errorf("status = %s", a.Status)
+	}
+	// Idempotent.
+	code, body = f.do(t, "DELETE", "/accounts/alice@example.com", nil)
+	if code != 200 || !strings.Contains(string(body), `"status": "disconnected"`) || !strings.Contains(string(body), `"token_destroyed": false`) {
+		t.Errorf("second disconnect = %d %s", code, body)
+	}
+	if code, _ := f.do(t, "DELETE", "/accounts/nobody@example.com", nil); code != http.StatusNotFound {
+		t.Errorf("unknown disconnect = %d, want 404", code)
+	}
+}
+
+func TestMessageStatus(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false)
+	ctx := context.Background()
+	key := "order/42 invoice"
+	if _, _, err := f.ledger.Claim(ctx, key, ledger.ClaimRequest{Account: "alice@example.com", PubSubMessageID: "m1", Lease: time.Minute, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ledger.Finish(ctx, key, ledger.Finish{State: ledger.StateSent, GmailMessageID: "abc123", GmailThreadID: "abc123"}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := f.do(t, "GET", "/messages/"+url.PathEscape(key), nil)
+	if code != 200 || !strings.Contains(string(body), `"state": "sent"`) || !strings.Contains(string(body), "abc123") {
+		t.Fatalf("status = %d %s", code, body)
+	}
+	if code, _ := f.do(t, "GET", "/messages/nope", nil); code != http.StatusNotFound {
+		t.Errorf("unknown key = %d", code)
+	}
+}
