@@ -1,0 +1,179 @@
+variable "project_id" {
+  description = "ID of the Google Cloud project to deploy into (not its number or name). One relay per project."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID: 6 to 30 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "Region for the functions, the source bucket, the scheduler job and (unless firestore_location is set) the Firestore database."
+  type        = string
+  default     = "us-central1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a Google Cloud region such as us-central1 or europe-west1."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix for the names of the functions, service accounts, custom roles, source bucket and OAuth client secret. Topic names are fixed (gmail-send, ...)."
+  type        = string
+  default     = "gmail-relay-"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,13}-$", var.name_prefix))
+    error_message = "name_prefix must be 2 to 15 lowercase letters, digits or hyphens, start with a letter and end with a hyphen (service account IDs are limited to 30 characters)."
+  }
+}
+
+variable "oauth_client_id" {
+  description = "Client ID of the OAuth client of type Web application created in the Google Cloud console (APIs & Services > Credentials)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9a-z-]+\\.apps\\.googleusercontent\\.com$", var.oauth_client_id))
+    error_message = "oauth_client_id must be an OAuth client ID, ending with .apps.googleusercontent.com (the client secret goes to Secret Manager, never here)."
+  }
+}
+
+variable "allowed_domains" {
+  description = "Domains whose mailboxes may connect (for example [\"example.com\"]). Empty, together with allowed_emails empty, lets any Google account that can pass the consent screen connect."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for d in var.allowed_domains : can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", d))])
+    error_message = "Each allowed_domains entry must be a lowercase domain name such as example.com."
+  }
+}
+
+variable "allowed_emails" {
+  description = "Individual addresses that may connect, in addition to allowed_domains."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.allowed_emails : can(regex("^[^@,\\s]+@[^@,\\s]+\\.[^@,\\s]+$", e))])
+    error_message = "Each allowed_emails entry must be one bare email address, without a display name or commas."
+  }
+}
+
+variable "oauth_app_testing" {
+  description = "True while the OAuth consent screen is in Testing status: Google then expires refresh tokens after 7 days, and the healthcheck and admin say so when an account needs reconnecting."
+  type        = bool
+  default     = true
+}
+
+variable "sender_max_instances" {
+  description = "Maximum number of sender instances. Each instance handles up to sender_concurrency pushes at once."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.sender_max_instances >= 1 && var.sender_max_instances <= 100 && floor(var.sender_max_instances) == var.sender_max_instances
+    error_message = "sender_max_instances must be a whole number from 1 to 100."
+  }
+}
+
+variable "sender_concurrency" {
+  description = "Concurrent push requests per sender instance. Above 1 the sender gets a whole vCPU, which Cloud Run requires for concurrency."
+  type        = number
+  default     = 80
+
+  validation {
+    condition     = var.sender_concurrency >= 1 && var.sender_concurrency <= 1000 && floor(var.sender_concurrency) == var.sender_concurrency
+    error_message = "sender_concurrency must be a whole number from 1 to 1000."
+  }
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries of one send request before Pub/Sub moves it to the dead-letter topic gmail-send-dead-letter."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
+    error_message = "max_delivery_attempts must be a whole number from 5 to 100 (Pub/Sub's limits are 5 and 100)."
+  }
+}
+
+variable "healthcheck_schedule" {
+  description = "Cron schedule (five fields, UTC) on which the healthcheck refreshes every stored token."
+  type        = string
+  default     = "0 */6 * * *"
+
+  validation {
+    condition     = can(regex("^[0-9A-Za-z*,/?#-]+(\\s+[0-9A-Za-z*,/?#-]+){4}$", trimspace(var.healthcheck_schedule)))
+    error_message = "healthcheck_schedule must be a five-field cron expression such as \"0 */6 * * *\"."
+  }
+}
+
+variable "alert_email" {
+  description = "Address that receives alert notifications (accounts needing reconnection, dead-lettered messages). Empty creates the alert policies without a notification channel."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alert_email == "" || can(regex("^[^@,\\s]+@[^@,\\s]+\\.[^@,\\s]+$", var.alert_email))
+    error_message = "alert_email must be empty or one email address."
+  }
+}
+
+variable "admin_invokers" {
+  description = "IAM principals allowed to call the admin function, such as [\"user:ops@example.com\", \"group:mail-admins@example.com\"]."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.admin_invokers : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))])
+    error_message = "Each admin_invokers entry must be an IAM principal with a type prefix (user:, group:, serviceAccount:, domain:, principal:, principalSet:); allUsers and allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "log_level" {
+  description = "Log level of every function: debug, info, warning or error."
+  type        = string
+  default     = "info"
+
+  validation {
+    condition     = contains(["debug", "info", "warning", "error"], var.log_level)
+    error_message = "log_level must be one of debug, info, warning, error."
+  }
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore (default) database, a region (us-central1) or multi-region (nam5, eur3). Empty uses region. It cannot change after creation."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.firestore_location == "" || can(regex("^[a-z0-9-]+$", var.firestore_location))
+    error_message = "firestore_location must be empty or a Firestore location such as us-central1, nam5 or eur3."
+  }
+}
+
+variable "firestore_deletion_policy" {
+  description = "What terraform destroy does to the Firestore (default) database holding the account registry and send ledger: ABANDON keeps it (a later deploy into the same project imports it), DELETE deletes it."
+  type        = string
+  default     = "ABANDON"
+
+  validation {
+    condition     = contains(["ABANDON", "DELETE"], var.firestore_deletion_policy)
+    error_message = "firestore_deletion_policy must be ABANDON or DELETE."
+  }
+}
+
+variable "source_archive" {
+  description = "Path of the function source archive built by scripts/package.sh. Empty means dist/function-source.zip in the repository."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.source_archive == "" || endswith(var.source_archive, ".zip")
+    error_message = "source_archive must be empty or the path of a .zip file built by scripts/package.sh."
+  }
+}
