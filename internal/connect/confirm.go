@@ -164,7 +164,10 @@ func (c *Confirm) decide(r *http.Request) outcome {
 		}, err.Error())
 	}
 	if tok.RefreshToken != "" {
+		// Google rotated the token: the one from the exchange is dead, so
+		// a later revoke must use the new one or the grant stays live.
 		refreshToken = tok.RefreshToken
+		grant.RefreshToken = refreshToken
 	}
 
 	now := c.opts.Now().UTC()
@@ -225,6 +228,16 @@ func (c *Confirm) revoke(ctx context.Context, g *oauth.Grant) {
 
 func (c *Confirm) stateProblem(err error, r *http.Request, state string) *oauth.Problem {
 	start := "Start again from the connect link."
+	// A used state comes back without its cookie, or with the cookie of a
+	// flow started since: either way it is a replay, not another browser.
+	replay := errors.Is(err, oauth.ErrCookieMissing) || errors.Is(err, oauth.ErrCookieMismatch)
+	if replay && state != "" && c.cookie(r, c.cookies.used) == oauth.Fingerprint(state) {
+		return &oauth.Problem{Code: "state_used", Status: http.StatusBadRequest,
+			Title:   "This sign-in was already completed",
+			Message: "This confirmation link has been used once already; it cannot be used again.",
+			Fix:     "If the mailbox shows as connected, nothing more is needed. Otherwise start again from the connect link.",
+		}
+	}
 	switch {
 	case errors.Is(err, oauth.ErrStateMissing):
 		return &oauth.Problem{Code: "state_missing", Status: http.StatusBadRequest,
@@ -239,13 +252,6 @@ func (c *Confirm) stateProblem(err error, r *http.Request, state string) *oauth.
 			Fix:     start,
 		}
 	case errors.Is(err, oauth.ErrCookieMissing):
-		if c.cookie(r, c.cookies.used) == oauth.Fingerprint(state) {
-			return &oauth.Problem{Code: "state_used", Status: http.StatusBadRequest,
-				Title:   "This sign-in was already completed",
-				Message: "This confirmation link has been used once already; it cannot be used again.",
-				Fix:     "If the mailbox shows as connected, nothing more is needed. Otherwise start again from the connect link.",
-			}
-		}
 		return &oauth.Problem{Code: "cookie_missing", Status: http.StatusBadRequest,
 			Title:   "Your browser did not keep the sign-in cookie",
 			Message: "The connection was started in another browser, or this browser blocks cookies, or the link was already used.",

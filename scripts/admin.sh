@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Operator CLI for the admin function.
+#
+#   scripts/admin.sh list                    # every account, its status and token age
+#   scripts/admin.sh show EMAIL              # one account
+#   scripts/admin.sh test EMAIL [--send]     # a real token refresh (and a test message to itself)
+#   scripts/admin.sh disconnect EMAIL        # revoke at Google, destroy the secret, mark disconnected
+#   scripts/admin.sh message KEY             # send status by idempotency key
+#
+# ADMIN_URL defaults to the local dev server (http://localhost:8080/admin).
+# For a deployed relay set ADMIN_URL to the Terraform output admin_url; the
+# script then sends an identity token from `gcloud auth print-identity-token`
+# (your account needs roles/run.invoker on the admin function).
+set -euo pipefail
+
+ADMIN_URL="${ADMIN_URL:-http://localhost:${PORT:-8080}/admin}"
+ADMIN_URL="${ADMIN_URL%/}"
+
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+urlencode() {
+  local s="$1" out="" c i
+  for ((i = 0; i < ${#s}; i++)); do
+    c="${s:i:1}"
+    case "$c" in [a-zA-Z0-9.~_@-]) out+="$c" ;; *) printf -v c '%%%02X' "'$c"; out+="$c" ;; esac
+  done
+  printf '%s' "$out"
+}
+
+call() {
+  local method="$1" path="$2" auth=()
+  if [[ "$ADMIN_URL" == https://* ]]; then
+    local token
+    token="$(gcloud auth print-identity-token 2>/dev/null)" || {
+      echo "admin.sh: could not get an identity token: run 'gcloud auth login' first" >&2; exit 1; }
+    auth=(-H "Authorization: Bearer $token")
+  fi
+  local body code
+  body="$(mktemp)"
+  code="$(curl -sS -o "$body" -w '%{http_code}' -X "$method" -H 'Accept: application/json' "${auth[@]}" "$ADMIN_URL$path")" || {
+    echo "admin.sh: cannot reach $ADMIN_URL (is \`make dev\` running, or ADMIN_URL right?)" >&2; rm -f "$body"; exit 1; }
+  cat "$body"; echo
+  rm -f "$body"
+  [[ "$code" == 2* ]] || { echo "admin.sh: HTTP $code" >&2; exit 1; }
+}
+
+[ $# -ge 1 ] || usage
+cmd="$1"; shift
+case "$cmd" in
+  list) call GET /accounts ;;
+  show) [ $# -eq 1 ] || usage; call GET "/accounts/$(urlencode "$1")" ;;
+  test)
+    [ $# -ge 1 ] || usage
+    q=""; [ "${2:-}" = "--send" ] && q="?send=1"
+    call POST "/accounts/$(urlencode "$1")/test$q" ;;
+  disconnect) [ $# -eq 1 ] || usage; call DELETE "/accounts/$(urlencode "$1")" ;;
+  message) [ $# -eq 1 ] || usage; call GET "/messages/$(urlencode "$1")" ;;
+  *) usage ;;
+esac
