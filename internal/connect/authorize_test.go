@@ -45,7 +45,7 @@ func TestAuthorizeConnectPage(t *testing.T) {
 		},
 		{
 			name: "restricted", setup: setup{allowedDomains: []string{"example.com"}, allowedEmails: []string{"carol@example.org"}},
-			text: []string{"Only @example.com accounts, carol@example.org can be connected here."},
+			text: []string{"Only accounts at @example.com or carol@example.org can be connected here."},
 		},
 	}
 	for _, c := range cases {
@@ -216,7 +216,7 @@ func TestAuthorizeRefuses(t *testing.T) {
 		{
 			name: "outside the domains", setup: setup{allowedDomains: []string{"example.com"}},
 			query: "login_hint=bob@other.example", status: 403, code: "account_not_allowed",
-			text: []string{"bob@other.example is not allowed", "Only @example.com accounts can be connected"},
+			text: []string{"bob@other.example is not allowed", "Only accounts at @example.com can be connected"},
 		},
 		{
 			name: "outside the domains, starting", setup: setup{allowedDomains: []string{"example.com"}},
@@ -309,7 +309,9 @@ func TestCookiesOnHTTPS(t *testing.T) {
 		// Without its prefix the cookie is not the relay's.
 		{name: "unprefixed cookie ignored", cookie: &http.Cookie{Name: stateCookie, Value: ck.Value}, query: "state=" + state + "&code=x", code: "cookie_missing"},
 		{name: "prefixed cookie read", cookie: &http.Cookie{Name: ck.Name, Value: "another"}, query: "state=" + state + "&code=x", code: "state_other_browser"},
-		{name: "cleared with its prefix", query: "error=access_denied&state=" + state, code: "access_denied", clears: true},
+		{name: "cleared with its prefix", cookie: ck, query: "error=access_denied&state=" + state, code: "access_denied", clears: true},
+		// A forged error link must not end a sign-in it did not start.
+		{name: "forged error keeps the flow", cookie: &http.Cookie{Name: ck.Name, Value: "another"}, query: "error=access_denied&state=" + state, code: "access_denied"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

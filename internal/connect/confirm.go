@@ -82,7 +82,10 @@ func (c *Confirm) decide(r *http.Request) outcome {
 
 	if e := q.Get("error"); e != "" {
 		log.WarnContext(ctx, "consent refused by Google", "google_error", e)
-		return outcome{problem: oauth.ExplainAuthError(e, q.Get("error_description")), clearState: true}
+		// Only a state this browser really started may end its flow: a
+		// forged link carrying error= must not cancel a sign-in in progress.
+		_, serr := c.opts.OAuth.Keys().Verify(state, c.cookie(r, c.cookies.state))
+		return outcome{problem: oauth.ExplainAuthError(e, q.Get("error_description")), clearState: serr == nil}
 	}
 
 	v, err := c.opts.OAuth.Keys().Verify(state, c.cookie(r, c.cookies.state))

@@ -265,7 +265,7 @@ func TestConfirmRefuses(t *testing.T) {
 			name: "domain not allowed", email: "bob@other.example",
 			setup:  setup{allowedDomains: []string{"example.com"}},
 			status: 403, code: "account_not_allowed",
-			text: []string{"bob@other.example is not allowed", "Only @example.com accounts"},
+			text: []string{"bob@other.example is not allowed", "Only accounts at @example.com"},
 		},
 		{
 			name: "address not on ALLOWED_EMAILS", email: "dave@example.org",

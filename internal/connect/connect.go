@@ -145,10 +145,16 @@ func (o *Options) hintAllowed(email string) bool {
 func (o *Options) restrictedText() string {
 	var parts []string
 	for _, d := range o.AllowedDomains {
-		parts = append(parts, "@"+d+" accounts")
+		parts = append(parts, "accounts at @"+d)
 	}
 	parts = append(parts, o.AllowedEmails...)
-	return strings.Join(parts, ", ")
+	switch len(parts) {
+	case 0:
+		return ""
+	case 1:
+		return parts[0]
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " or " + parts[len(parts)-1]
 }
 
 // hostedDomain is the hd parameter: set only when exactly one domain may

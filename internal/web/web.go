@@ -18,6 +18,17 @@ var files embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"join": strings.Join,
+	"scopes": func(scopes []string) string {
+		var out []string
+		for _, sc := range scopes {
+			if l, ok := scopeLabels[sc]; ok {
+				out = append(out, l)
+			} else {
+				out = append(out, sc)
+			}
+		}
+		return strings.Join(out, "; ")
+	},
 	"days": func(seconds int64) string {
 		switch d := seconds / 86400; {
 		case seconds <= 0:
@@ -31,6 +42,14 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 		}
 	},
 }).ParseFS(files, "templates/*.html"))
+
+// scopeLabels are the words Google's consent screen uses for each scope.
+var scopeLabels = map[string]string{
+	"https://www.googleapis.com/auth/gmail.send":     "Send email on your behalf",
+	"https://www.googleapis.com/auth/userinfo.email": "See your primary Google Account email address",
+	"email":  "See your primary Google Account email address",
+	"openid": "Associate you with your personal info on Google",
+}
 
 // Render writes the named page with status. Rendering into a buffer first
 // means a template error becomes a clean 500 rather than half a page.
