@@ -165,7 +165,9 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("devserver: sandbox: %w", err)
 		}
 		defer sb.Close()
-		sb.RegisterClient(sandbox.Client{ID: sandbox.DevClientID, Secret: sandbox.DevClientSecret, RedirectURIs: []string{base + "/confirm"}})
+		if err := sb.RegisterClient(sandbox.Client{ID: sandbox.DevClientID, Secret: sandbox.DevClientSecret, RedirectURIs: []string{base + "/confirm"}}); err != nil {
+			return fmt.Errorf("devserver: registering the dev OAuth client: %w", err)
+		}
 		s.Sandbox = sb
 		env["OAUTH_CLIENT_ID"] = sandbox.DevClientID
 		env["OAUTH_CLIENT_SECRET"] = sandbox.DevClientSecret

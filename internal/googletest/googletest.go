@@ -7,9 +7,12 @@ package googletest
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +32,10 @@ const (
 	Project      = "test-project"
 )
 
+// signingKey is shared by every sandbox in a test process: an RSA key
+// takes up to a second to generate, per stack otherwise.
+var signingKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
+
 // Stack is a running local Google plus the relay's stores.
 type Stack struct {
 	Sandbox  *sandbox.Server
@@ -46,7 +53,11 @@ type Stack struct {
 func New(t testing.TB) *Stack {
 	t.Helper()
 	dir := t.TempDir()
-	sb, err := sandbox.New(sandbox.Options{OutboxDir: filepath.Join(dir, "outbox")})
+	key, err := signingKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sandbox.New(sandbox.Options{OutboxDir: filepath.Join(dir, "outbox"), SigningKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
