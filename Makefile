@@ -8,7 +8,17 @@ PUBSUB_PORT ?= 8085
 DEV_STATE_DIR ?= .dev
 export PORT PUBSUB_PORT DEV_STATE_DIR
 
-.PHONY: help dev send test test-unit lint package deploy destroy clean
+# Some machines point TF_CLI_CONFIG_FILE at a file that does not exist, and
+# terraform then warns on every call; an absent file means defaults anyway.
+ifneq ($(TF_CLI_CONFIG_FILE),)
+ifeq ($(wildcard $(TF_CLI_CONFIG_FILE)),)
+unexport TF_CLI_CONFIG_FILE
+endif
+endif
+
+FUZZTIME ?= 10m
+
+.PHONY: help dev send test test-unit lint fuzz package deploy destroy clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +34,11 @@ test: ## Unit tests, then emulators and integration, end-to-end and browser test
 
 test-unit: ## Fast unit tests only (no emulators).
 	go test -race -shuffle=on -short ./...
+
+fuzz: ## Fuzz request decoding, composition, raw checks and OAuth state, FUZZTIME each (default 10m).
+	@for target in FuzzDecode FuzzCompose FuzzCheckRaw; do \
+	  echo "== $$target ($(FUZZTIME))"; go test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) ./internal/message || exit 1; done
+	@echo "== FuzzVerifyState ($(FUZZTIME))"; go test -run='^$$' -fuzz='^FuzzVerifyState$$' -fuzztime=$(FUZZTIME) ./internal/oauth
 
 lint: ## gofmt, go vet and terraform fmt.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -85,6 +85,12 @@ func (k *StateKeys) Issue() (*Issued, error) {
 	if _, err := rand.Read(cookie[:]); err != nil {
 		return nil, fmt.Errorf("oauth.Issue: %w", err)
 	}
+	return k.issue(nonce, cookie), nil
+}
+
+// issue builds the state for a given nonce and cookie; tests and the fuzzer
+// use it with fixed values.
+func (k *StateKeys) issue(nonce [nonceLen]byte, cookie [16]byte) *Issued {
 	cookieValue := base64.RawURLEncoding.EncodeToString(cookie[:])
 	exp := k.now().Add(StateTTL).Truncate(time.Second)
 
@@ -99,7 +105,7 @@ func (k *StateKeys) Issue() (*Issued, error) {
 		Cookie:   cookieValue,
 		Verifier: k.deriveVerifier(nonce[:]),
 		Expires:  exp,
-	}, nil
+	}
 }
 
 // Verified is what a good state proves.
@@ -117,7 +123,9 @@ func (k *StateKeys) Verify(state, cookie string) (*Verified, error) {
 	if state == "" {
 		return nil, ErrStateMissing
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(state)
+	// Strict: a non-canonical encoding of the same bytes would otherwise be
+	// a second valid spelling of one state, and dodge the used-state check.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(state)
 	if err != nil || len(raw) != stateLen || raw[0] != stateVersion {
 		return nil, ErrStateTampered
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,6 +42,7 @@ func TestStateVerify(t *testing.T) {
 		{"garbage", keys, "not-a-state", iss.Cookie, ErrStateTampered},
 		{"bit flipped", keys, flip(iss.State), iss.Cookie, ErrStateTampered},
 		{"truncated", keys, iss.State[:20], iss.Cookie, ErrStateTampered},
+		{"non-canonical base64", keys, nonCanonical(iss.State), iss.Cookie, ErrStateTampered},
 		{"signed by another secret", otherKeys, iss.State, iss.Cookie, ErrStateTampered},
 		{"expired", late, iss.State, iss.Cookie, ErrStateExpired},
 		{"no cookie", keys, iss.State, "", ErrCookieMissing},
@@ -58,6 +60,14 @@ func TestStateVerify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nonCanonical respells s with an unused low bit of its last character
+// flipped: lenient decoders read the same bytes (found by FuzzVerifyState).
+func nonCanonical(s string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, s[len(s)-1])
+	return s[:len(s)-1] + string(alphabet[last^1])
 }
 
 func TestStateShape(t *testing.T) {
