@@ -1,0 +1,474 @@
+package message
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"mime"
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	gomessage "github.com/emersion/go-message"
+	gomail "github.com/emersion/go-message/mail"
+)
+
+// ComposeOptions are the inputs of Compose that are not in the request.
+type ComposeOptions struct {
+	// Now is the Date of the message; the zero value means time.Now().
+	Now time.Time
+	// MessageIDDomain is the right-hand side of the Message-ID; empty means
+	// the account's domain.
+	MessageIDDomain string
+}
+
+// Compose validates r and returns the RFC 5322 message to hand to
+// users.messages.send. For a raw request that is r.Raw itself, not a copy.
+//
+// The header carries From (the account, with from_name as display name), To,
+// Cc, Bcc, Reply-To, Subject, Date, Message-ID, In-Reply-To, References and
+// the custom headers, then MIME-Version and Content-Type. Bcc belongs in the
+// header because users.messages.send has no other recipient list: it "sends
+// the specified message to the recipients in the To, Cc, and Bcc headers", and
+// Gmail, like any submission server (RFC 5322 §3.6.3), does not show one Bcc
+// recipient to the others. Addressing headers come ahead of the MIME ones
+// because Gmail has been reported to ignore recipients that follow them
+// (googleworkspace/cli#569). The body is
+// text/plain, text/html or multipart/alternative of both; inline attachments
+// wrap the html in multipart/related, other attachments wrap everything in
+// multipart/mixed. Text is UTF-8 quoted-printable and attachments base64.
+//
+// The Message-ID derives from r.IdempotencyKey (see MessageID), so a retry
+// composes the same ID; without a key it is random. A message over
+// MaxMessageSize is refused with a *SizeError.
+func Compose(r *Request, opts ComposeOptions) ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	if len(r.Raw) > 0 {
+		return r.Raw, nil
+	}
+	return compose(r, opts)
+}
+
+// MessageID returns the Message-ID, angle brackets included, for a request
+// with this idempotency key: "<" + the first 32 hex digits of
+// SHA-256(key) + "@" + domain + ">". Hashing keeps the publisher's key out of
+// the message while a redelivery still yields the same ID.
+func MessageID(idempotencyKey, domain string) string {
+	sum := sha256.Sum256([]byte(idempotencyKey))
+	return "<" + hex.EncodeToString(sum[:16]) + "@" + domain + ">"
+}
+
+func randomMessageID(domain string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return "<" + hex.EncodeToString(b[:]) + "@" + domain + ">"
+}
+
+// part is one MIME entity of the message tree.
+type part struct {
+	header   gomessage.Header // the Content-* fields
+	text     string           // body of a text leaf
+	data     []byte           // body of an attachment leaf
+	children []*part
+}
+
+// compose builds the message without validating r. It is kept apart from
+// Compose so that tests can show that it cannot emit an injected header even
+// when Validate is bypassed.
+func compose(r *Request, opts ComposeOptions) ([]byte, error) {
+	// net/mail drops control characters while formatting an address, so an
+	// account that is not exactly one bare address would be sent as some
+	// other address rather than fail.
+	if a, err := mail.ParseAddress(r.Account); err != nil || a.Name != "" || a.Address != r.Account {
+		return nil, fmt.Errorf("message: compose: %w: account %s is not a bare address", ErrInvalid, quote(r.Account))
+	}
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	domain := opts.MessageIDDomain
+	if domain == "" {
+		_, domain, _ = cutLastAt(r.Account)
+	}
+	if !isASCIIDotAtom(domain) {
+		return nil, fmt.Errorf("message: compose: %w: message ID domain %s is not an ASCII host name", ErrInvalid, quote(domain))
+	}
+	msgID := randomMessageID(domain)
+	if r.IdempotencyKey != "" {
+		msgID = MessageID(r.IdempotencyKey, domain)
+	}
+
+	root, err := tree(r)
+	if err != nil {
+		return nil, err
+	}
+	h, err := topHeader(r, now, msgID, root)
+	if err != nil {
+		return nil, err
+	}
+
+	w := &cappedBuffer{limit: MaxMessageSize}
+	w.buf.Grow(estimateSize(r))
+	mw, err := gomessage.CreateWriter(w, h.Header)
+	if err != nil {
+		return nil, fmt.Errorf("message: compose: %w", err)
+	}
+	if err := writeBody(mw, root); err != nil {
+		return nil, fmt.Errorf("message: compose: %w", err)
+	}
+	if w.n > MaxMessageSize {
+		return nil, &SizeError{What: "composed message", Size: w.n, Limit: MaxMessageSize}
+	}
+	return w.buf.Bytes(), nil
+}
+
+// topHeader builds the message header. go-message writes the field set last
+// first, so the fields are set in the reverse of their order on the wire.
+func topHeader(r *Request, now time.Time, msgID string, root *part) (gomail.Header, error) {
+	var h gomail.Header
+	fields := root.header.Fields()
+	var content [][2]string
+	for fields.Next() {
+		content = append(content, [2]string{fields.Key(), fields.Value()})
+	}
+	for _, kv := range slices.Backward(content) {
+		h.Add(kv[0], kv[1])
+	}
+	h.Set("MIME-Version", "1.0")
+
+	names := make([]string, 0, len(r.Headers))
+	for k := range r.Headers {
+		names = append(names, k)
+	}
+	// Names differ in case only in requests that bypassed Validate; a stable
+	// sort keeps even those deterministic.
+	slices.SortStableFunc(names, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	for _, name := range slices.Backward(names) {
+		if !allowedHeader(name) {
+			return h, fmt.Errorf("message: compose: %w: custom header %s is not allowed", ErrInvalid, quote(name))
+		}
+		h.Add(name, r.Headers[name])
+	}
+	if len(r.References) > 0 {
+		h.Set("References", strings.Join(r.References, " "))
+	}
+	if r.InReplyTo != "" {
+		h.Set("In-Reply-To", r.InReplyTo)
+	}
+	h.Set("Message-Id", msgID)
+	h.SetDate(now)
+	if r.Subject != "" {
+		h.SetSubject(r.Subject)
+	}
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"Reply-To", r.ReplyTo}, {"Bcc", r.Bcc}, {"Cc", r.Cc}, {"To", r.To}} {
+		if len(l.list) == 0 {
+			continue
+		}
+		addrs, err := parseAddresses(l.key, l.list)
+		if err != nil {
+			return h, err
+		}
+		h.Set(l.key, formatAddressList(addrs))
+	}
+	h.Set("From", formatAddressList([]*mail.Address{{Name: r.FromName, Address: r.Account}}))
+
+	if err := checkFields(h.Header); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// parseAddresses parses the entries of one address header.
+func parseAddresses(key string, list []string) ([]*mail.Address, error) {
+	out := make([]*mail.Address, 0, len(list))
+	for i, s := range list {
+		a, err := mail.ParseAddress(s)
+		if err != nil {
+			return nil, fmt.Errorf("message: compose: %w: %s entry %d is not an address", ErrInvalid, key, i)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// formatAddressList formats addresses as go-message's SetAddressList does,
+// with one correction. net/mail encodes a display name that is not printable
+// ASCII as a Q encoded-word, switching to B only when the name holds one of
+// the specials it lists; backslash is missing from that list, and a raw
+// backslash in an encoded-word makes the whole header unparseable
+// (=?utf-8?q?J=C3=B6rg\?=). Such names get B encoding here.
+func formatAddressList(list []*mail.Address) string {
+	var b strings.Builder
+	for i, a := range list {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if strings.ContainsRune(a.Name, '\\') && strings.IndexFunc(a.Name, needsEncodedWord) >= 0 {
+			b.WriteString(mime.BEncoding.Encode("utf-8", a.Name))
+			b.WriteByte(' ')
+			b.WriteString((&mail.Address{Address: a.Address}).String())
+			continue
+		}
+		b.WriteString(a.String())
+	}
+	return b.String()
+}
+
+// needsEncodedWord reports a rune that net/mail will not put in a quoted
+// display name as it is.
+func needsEncodedWord(r rune) bool {
+	return r >= utf8.RuneSelf || (r < ' ' && r != '\t') || r == 0x7f
+}
+
+// checkFields is the last line of defence against header injection: whatever
+// Validate let through, every field name must be an RFC 5322 field name and
+// no value may carry a control character other than tab. go-message refuses
+// CR and LF itself, but lets NUL and an empty name through.
+//
+// It also refuses a value over maxFieldLen, and a word that cannot fit on
+// one 998-octet line (RFC 5322 §2.1.1): go-message would split it with a
+// folding space, changing the value, or corrupting it outright inside a
+// token such as a media type. Validate's limits keep every request well
+// inside both.
+func checkFields(h gomessage.Header) error {
+	fields := h.Fields()
+	for fields.Next() {
+		k, v := fields.Key(), fields.Value()
+		if !isFieldName(k) || indexControl(v) >= 0 {
+			return fmt.Errorf("message: compose: %w: header %s has an invalid name or a control character in its value", ErrInvalid, quote(k))
+		}
+		if len(v) > maxFieldLen {
+			return fmt.Errorf("message: compose: %w: header %s is %d bytes; the limit is %d", ErrInvalid, quote(k), len(v), maxFieldLen)
+		}
+		if len(k)+len(": ")+longestWord(v) > maxLineLen {
+			return fmt.Errorf("message: compose: %w: header %s has a word too long to fit on a line", ErrInvalid, quote(k))
+		}
+	}
+	return nil
+}
+
+const (
+	// maxLineLen is RFC 5322's limit on a line, CRLF excluded.
+	maxLineLen = 998
+	// maxFieldLen bounds a composed header field. It is above anything a
+	// valid request produces (References at 100 × 512 octets is the
+	// largest) and keeps go-message's folding, quadratic in the length,
+	// cheap for requests that skipped Validate.
+	maxFieldLen = 64 << 10
+)
+
+// longestWord returns the length of the longest run of v without space or
+// tab, where a header may be folded.
+func longestWord(v string) int {
+	longest, run := 0, 0
+	for i := 0; i < len(v); i++ {
+		if v[i] == ' ' || v[i] == '\t' {
+			run = 0
+			continue
+		}
+		run++
+		longest = max(longest, run)
+	}
+	return longest
+}
+
+// tree lays out the MIME structure of a composed request.
+func tree(r *Request) (*part, error) {
+	var body *part
+	var html *part
+	if r.HTML != "" {
+		html = textPart("text/html", r.HTML)
+	}
+	var inline, attached []*part
+	for i, a := range r.Attachments {
+		p, err := attachmentPart(i, a)
+		if err != nil {
+			return nil, err
+		}
+		if a.ContentID != "" {
+			inline = append(inline, p)
+		} else {
+			attached = append(attached, p)
+		}
+	}
+	if len(inline) > 0 {
+		if html == nil {
+			return nil, fmt.Errorf("message: compose: %w: inline attachments need an html body", ErrInvalid)
+		}
+		html = container("multipart/related", map[string]string{"type": "text/html"}, append([]*part{html}, inline...))
+	}
+	switch {
+	case r.Text != "" && html != nil:
+		body = container("multipart/alternative", nil, []*part{textPart("text/plain", r.Text), html})
+	case html != nil:
+		body = html
+	default:
+		body = textPart("text/plain", r.Text)
+	}
+	if len(attached) > 0 {
+		body = container("multipart/mixed", nil, append([]*part{body}, attached...))
+	}
+	return body, nil
+}
+
+// textPart is a UTF-8 quoted-printable leaf. Its fields, like those of every
+// part, are set in the reverse of their order on the wire, so that
+// Content-Type comes first.
+func textPart(mediaType, text string) *part {
+	p := &part{text: text}
+	p.header.Add("Content-Transfer-Encoding", "quoted-printable")
+	p.header.SetContentType(mediaType, map[string]string{"charset": "utf-8"})
+	return p
+}
+
+// container is a multipart entity with a fresh boundary.
+func container(mediaType string, params map[string]string, children []*part) *part {
+	if params == nil {
+		params = make(map[string]string, 1)
+	}
+	params["boundary"] = boundary()
+	p := &part{children: children}
+	p.header.SetContentType(mediaType, params)
+	return p
+}
+
+// boundary returns a random multipart boundary that starts with "=_". That
+// pair cannot occur in quoted-printable or base64 output, so no body can
+// contain a boundary line, whatever it holds.
+func boundary() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return "=_" + hex.EncodeToString(b[:])
+}
+
+// attachmentPart is a base64 leaf, inline when the attachment has a
+// content ID. It re-checks what Validate checks, for requests that skipped it.
+func attachmentPart(i int, a Attachment) (*part, error) {
+	mt, params, err := mime.ParseMediaType(a.ContentType)
+	if err != nil {
+		return nil, fmt.Errorf("message: compose: %w: attachments[%d].content_type: %v", ErrInvalid, i, err)
+	}
+	if !strings.Contains(mt, "/") || strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/") {
+		return nil, fmt.Errorf("message: compose: %w: attachments[%d].content_type %s cannot be an attachment", ErrInvalid, i, quote(mt))
+	}
+	p := &part{data: a.Data}
+	p.header.Add("Content-Transfer-Encoding", "base64")
+	disposition := "attachment"
+	if a.ContentID != "" {
+		disposition = "inline"
+	}
+	// go-message encodes non-ASCII parameter values, the file name among
+	// them, as RFC 2047 encoded-words.
+	p.header.SetContentDisposition(disposition, map[string]string{"filename": a.Filename})
+	if a.ContentID != "" {
+		if !isIDText(a.ContentID) {
+			return nil, fmt.Errorf("message: compose: %w: attachments[%d].content_id is not a valid content ID", ErrInvalid, i)
+		}
+		p.header.Add("Content-Id", "<"+a.ContentID+">")
+	}
+	p.header.SetContentType(mt, params)
+	if err := checkFields(p.header); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// writeBody writes the body of entity p into w, which already has p's
+// header, and closes w.
+func writeBody(w *gomessage.Writer, p *part) error {
+	for _, c := range p.children {
+		cw, err := w.CreatePart(c.header)
+		if err != nil {
+			return err
+		}
+		if err := writeBody(cw, c); err != nil {
+			return err
+		}
+	}
+	if len(p.children) == 0 {
+		var err error
+		if p.data != nil {
+			_, err = w.Write(p.data)
+		} else {
+			_, err = w.Write([]byte(p.text))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// cappedBuffer keeps at most limit bytes but counts everything written, so
+// that an oversized message costs no more memory than the limit and its error
+// can still state the real size.
+type cappedBuffer struct {
+	buf   bytes.Buffer
+	n     int64
+	limit int64
+}
+
+func (w *cappedBuffer) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	if w.n <= w.limit {
+		w.buf.Write(p)
+	}
+	return len(p), nil
+}
+
+// estimateSize predicts the composed size closely enough that the buffer
+// rarely grows: headers and part boundaries, quoted-printable text, base64
+// attachments with their line breaks.
+func estimateSize(r *Request) int {
+	n := 1024 + 3*(len(r.Subject)+len(r.FromName)) + len(r.Account) + len(r.InReplyTo)
+	for _, l := range [][]string{r.To, r.Cc, r.Bcc, r.ReplyTo, r.References} {
+		for _, s := range l {
+			n += len(s) + 8
+		}
+	}
+	for k, v := range r.Headers {
+		n += len(k) + len(v) + 4
+	}
+	n += qpSize(r.Text) + qpSize(r.HTML)
+	for _, a := range r.Attachments {
+		b64 := (len(a.Data) + 2) / 3 * 4
+		n += 384 + 3*len(a.Filename) + len(a.ContentType) + len(a.ContentID) + b64 + b64/76*2
+	}
+	return min(n, MaxMessageSize)
+}
+
+// qpSize estimates the quoted-printable size of s, with 200 bytes for the
+// part's boundary line and header.
+func qpSize(s string) int {
+	if s == "" {
+		return 0
+	}
+	n := len(s)
+	for i := 0; i < len(s); i++ {
+		n += int(qpExtra[s[i]])
+	}
+	return 200 + n + n/73*3
+}
+
+// qpExtra is how many bytes quoted-printable adds to each input byte: two
+// for an escaped byte ("=XX"), one for LF, which becomes CRLF.
+var qpExtra = func() (t [256]uint8) {
+	for c := range t {
+		switch {
+		case c == '\n':
+			t[c] = 1
+		case c >= 0x7f || c == '=' || (c < 0x20 && c != '\t' && c != '\r'):
+			t[c] = 2
+		}
+	}
+	return t
+}()

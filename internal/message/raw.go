@@ -1,0 +1,194 @@
+package message
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// recipientHeaders are the fields Gmail's users.messages.send reads
+// recipients from ("Sends the specified message to the recipients in the To,
+// Cc, and Bcc headers", Gmail API discovery document).
+var recipientHeaders = []string{"To", "Cc", "Bcc"}
+
+// singletonHeaders may occur at most once (RFC 5322 §3.6). A second From or
+// To is a classic way to show one thing to a filter and another to a reader.
+var singletonHeaders = []string{
+	"Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc",
+	"Message-Id", "In-Reply-To", "References", "Subject",
+}
+
+// CheckRaw checks a complete RFC 5322 message supplied as raw: it is at most
+// MaxMessageSize bytes; its header section parses, holds no NUL, no bare CR
+// and no space before a colon, and has at most one of each RFC 5322 singleton
+// field; From (and Sender, if present) is exactly one address equal to
+// account, ignoring case; and To, Cc and Bcc hold between one and
+// MaxRecipients addresses in total. It returns a *SizeError or a
+// *ValidationError whose problems name "raw".
+func CheckRaw(raw []byte, account string) error {
+	if len(raw) > MaxMessageSize {
+		return &SizeError{What: "raw message", Size: int64(len(raw)), Limit: MaxMessageSize}
+	}
+	var p problems
+	checkRawInto(&p, raw, account, true)
+	return p.err()
+}
+
+// checkRawInto adds the problems of raw to p. With compareFrom false the From
+// address is parsed but not compared, because the account itself is already
+// reported as invalid.
+func checkRawInto(p *problems, raw []byte, account string, compareFrom bool) {
+	h, err := readRawHeader(raw)
+	if err != nil {
+		p.add("raw", "%v", err)
+		return
+	}
+	for _, key := range singletonHeaders {
+		if n := len(h.Values(key)); n > 1 {
+			p.add("raw", "the %s header appears %d times; RFC 5322 allows it once", key, n)
+		}
+	}
+
+	if !h.Has("From") {
+		p.add("raw", "a From header is required")
+	} else {
+		p.sender(h, "From", account, compareFrom)
+	}
+	if h.Has("Sender") {
+		p.sender(h, "Sender", account, compareFrom)
+	}
+
+	total := 0
+	for _, key := range recipientHeaders {
+		if !h.Has(key) {
+			continue
+		}
+		list, err := parseRawAddressList(h.Get(key))
+		if err != nil {
+			p.add("raw", "the %s header does not parse (%v)", key, err)
+			continue
+		}
+		total += len(list)
+	}
+	switch {
+	case total == 0:
+		p.add("raw", "no recipients: the message needs a To, Cc or Bcc header with an address")
+	case total > MaxRecipients:
+		p.add("raw", "%d recipients across To, Cc and Bcc; Gmail allows at most %d per message", total, MaxRecipients)
+	}
+}
+
+// sender checks that a From or Sender header names exactly the account.
+func (p *problems) sender(h textproto.Header, key, account string, compare bool) {
+	list, err := parseRawAddressList(h.Get(key))
+	if err != nil {
+		p.add("raw", "the %s header does not parse (%v)", key, err)
+		return
+	}
+	if len(list) != 1 {
+		p.add("raw", "the %s header must hold exactly one address, not %d", key, len(list))
+		return
+	}
+	if compare && !strings.EqualFold(list[0].Address, account) {
+		p.add("raw", "the %s address %s does not match account %s", key, quote(list[0].Address), quote(account))
+	}
+}
+
+// readRawHeader parses the header section of a raw message. It rejects NUL
+// and bare CR there: parsers disagree on where such lines end, which lets a
+// message show one header to one reader and another to the next.
+func readRawHeader(raw []byte) (textproto.Header, error) {
+	if len(raw) == 0 {
+		return textproto.Header{}, errors.New("the message is empty")
+	}
+	end := headerEnd(raw)
+	section := raw[:end]
+	if i := bytes.IndexByte(section, 0); i >= 0 {
+		return textproto.Header{}, errors.New("the header section contains a NUL byte")
+	}
+	for i := bytes.IndexByte(section, '\r'); i >= 0; {
+		if i+1 >= len(section) || section[i+1] != '\n' {
+			return textproto.Header{}, errors.New("the header section contains a bare CR (a CR not followed by LF)")
+		}
+		next := bytes.IndexByte(section[i+1:], '\r')
+		if next < 0 {
+			break
+		}
+		i += 1 + next
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(section)))
+	if err != nil {
+		return textproto.Header{}, errors.New("the header section does not parse (" + shorten(err.Error(), 120) + ")")
+	}
+	// RFC 5322's obsolete syntax allows space before the colon (§4.5.3).
+	// go-message trims it and net/mail keeps it in the name, so "From :"
+	// would be a From header to one and an unknown one to the other.
+	for f := h.Fields(); f.Next(); {
+		b, err := f.Raw()
+		if err != nil {
+			return textproto.Header{}, errors.New("the header section does not parse (" + shorten(err.Error(), 120) + ")")
+		}
+		if name, _, _ := bytes.Cut(b, []byte(":")); bytes.ContainsAny(name, " \t") {
+			return textproto.Header{}, fmt.Errorf("the header field name %s has white space before its colon", quote(string(bytes.TrimSpace(name))))
+		}
+	}
+	return h, nil
+}
+
+// headerEnd returns the length of the header section, including the blank
+// line that ends it, or len(raw) for a message without a body.
+func headerEnd(raw []byte) int {
+	switch {
+	case bytes.HasPrefix(raw, []byte("\n")):
+		return 1
+	case bytes.HasPrefix(raw, []byte("\r\n")):
+		return 2
+	}
+	for i := bytes.IndexByte(raw, '\n'); i >= 0 && i+1 < len(raw); {
+		rest := raw[i+1:]
+		switch {
+		case rest[0] == '\n':
+			return i + 2
+		case len(rest) > 1 && rest[0] == '\r' && rest[1] == '\n':
+			return i + 3
+		}
+		next := bytes.IndexByte(rest, '\n')
+		if next < 0 {
+			break
+		}
+		i += 1 + next
+	}
+	return len(raw)
+}
+
+// rawWordDecoder reads RFC 2047 display names in any charset as bytes: only
+// the addresses matter here, and refusing an unknown charset would refuse a
+// valid message.
+var rawWordDecoder = &mime.WordDecoder{
+	CharsetReader: func(_ string, input io.Reader) (io.Reader, error) { return input, nil },
+}
+
+func parseRawAddressList(v string) ([]*mail.Address, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	return (&mail.AddressParser{WordDecoder: rawWordDecoder}).ParseList(v)
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,510 @@
+package message
+
+import (
+	"fmt"
+	"mime"
+	"net/mail"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Request is a send request, version 1 (DESIGN.md §3). Either the composed
+// fields (to … references) or Raw describe the message; Account,
+// IdempotencyKey and ThreadID apply to both. The json tags give the wire
+// names; Decode, not encoding/json, is the strict reader.
+type Request struct {
+	Account     string            `json:"account"`
+	FromName    string            `json:"from_name,omitempty"`
+	To          []string          `json:"to,omitempty"`
+	Cc          []string          `json:"cc,omitempty"`
+	Bcc         []string          `json:"bcc,omitempty"`
+	ReplyTo     []string          `json:"reply_to,omitempty"`
+	Subject     string            `json:"subject,omitempty"`
+	Text        string            `json:"text,omitempty"`
+	HTML        string            `json:"html,omitempty"`
+	Attachments []Attachment      `json:"attachments,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	InReplyTo   string            `json:"in_reply_to,omitempty"`
+	References  []string          `json:"references,omitempty"`
+	ThreadID    string            `json:"thread_id,omitempty"`
+	// Raw is a complete RFC 5322 message. In JSON it is standard base64 with
+	// padding (RFC 4648 §4), as encoding/json writes a []byte.
+	Raw            []byte `json:"raw,omitempty"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// Attachment is a file sent with a composed message. With ContentID set it is
+// an inline part, which the html body shows through a cid: URL.
+type Attachment struct {
+	Filename    string `json:"filename"`
+	ContentType string `json:"content_type"`
+	// Data is the file. In JSON it is standard base64 with padding.
+	Data      []byte `json:"data"`
+	ContentID string `json:"content_id,omitempty"`
+}
+
+// Recipients returns the bare addresses of every recipient, to then cc then
+// bcc, read from the raw message's headers when Raw is set. Entries that do
+// not parse are left out, so call it on a validated request.
+func (r *Request) Recipients() []string {
+	if len(r.Raw) > 0 {
+		h, err := readRawHeader(r.Raw)
+		if err != nil {
+			return nil
+		}
+		var out []string
+		for _, key := range recipientHeaders {
+			list, _ := parseRawAddressList(h.Get(key))
+			for _, a := range list {
+				out = append(out, a.Address)
+			}
+		}
+		return out
+	}
+	out := make([]string, 0, len(r.To)+len(r.Cc)+len(r.Bcc))
+	for _, list := range [][]string{r.To, r.Cc, r.Bcc} {
+		for _, s := range list {
+			if a, err := mail.ParseAddress(s); err == nil {
+				out = append(out, a.Address)
+			}
+		}
+	}
+	return out
+}
+
+// Validate checks every rule of DESIGN.md §3 and the limits above. It returns
+// a *ValidationError listing all problems, or a *SizeError when Raw is over
+// MaxMessageSize, in which case nothing else is examined.
+func (r *Request) Validate() error {
+	if len(r.Raw) > MaxMessageSize {
+		return &SizeError{What: "raw message", Size: int64(len(r.Raw)), Limit: MaxMessageSize}
+	}
+	var p problems
+	accountOK := p.account(r.Account)
+	p.idempotencyKey(r.IdempotencyKey)
+	p.threadID(r.ThreadID)
+	if len(r.Raw) > 0 {
+		for _, field := range r.composedFields() {
+			p.add(field, "cannot be combined with raw: raw is the complete message, so this belongs in its headers or body")
+		}
+		checkRawInto(&p, r.Raw, r.Account, accountOK)
+		return p.err()
+	}
+	p.composed(r)
+	return p.err()
+}
+
+// composedFields names the composed fields that are set, in wire order.
+func (r *Request) composedFields() []string {
+	var set []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"from_name", r.FromName != ""},
+		{"to", len(r.To) > 0},
+		{"cc", len(r.Cc) > 0},
+		{"bcc", len(r.Bcc) > 0},
+		{"reply_to", len(r.ReplyTo) > 0},
+		{"subject", r.Subject != ""},
+		{"text", r.Text != ""},
+		{"html", r.HTML != ""},
+		{"attachments", len(r.Attachments) > 0},
+		{"headers", len(r.Headers) > 0},
+		{"in_reply_to", r.InReplyTo != ""},
+		{"references", len(r.References) > 0},
+	} {
+		if f.set {
+			set = append(set, f.name)
+		}
+	}
+	return set
+}
+
+func (p *problems) composed(r *Request) {
+	p.headerText("from_name", r.FromName, MaxFromNameLen)
+
+	total := 0
+	for _, l := range []struct {
+		name string
+		list []string
+	}{{"to", r.To}, {"cc", r.Cc}, {"bcc", r.Bcc}} {
+		p.addresses(l.name, l.list)
+		total += len(l.list)
+	}
+	switch {
+	case total == 0:
+		p.add("to", "at least one recipient is required in to, cc or bcc")
+	case total > MaxRecipients:
+		p.add("to", "%d recipients across to, cc and bcc; Gmail allows at most %d per message", total, MaxRecipients)
+	}
+	if len(r.ReplyTo) > MaxRecipients {
+		p.add("reply_to", "%d addresses; the limit is %d", len(r.ReplyTo), MaxRecipients)
+	}
+	p.addresses("reply_to", r.ReplyTo)
+
+	p.headerText("subject", r.Subject, MaxSubjectLen)
+
+	if r.Text == "" && r.HTML == "" {
+		p.add("text", "a body is required: set text, html or both (or send raw instead)")
+	}
+	if !utf8.ValidString(r.Text) {
+		p.add("text", "is not valid UTF-8")
+	}
+	if !utf8.ValidString(r.HTML) {
+		p.add("html", "is not valid UTF-8")
+	}
+
+	p.attachments(r.Attachments, r.HTML != "")
+	p.headers(r.Headers)
+
+	if r.InReplyTo != "" {
+		p.messageID("in_reply_to", r.InReplyTo)
+	}
+	if len(r.References) > MaxReferences {
+		p.add("references", "%d entries; the limit is %d", len(r.References), MaxReferences)
+	}
+	for i, ref := range r.References {
+		p.messageID(fmt.Sprintf("references[%d]", i), ref)
+	}
+}
+
+// headerText checks a value that ends up in a header: a line break would
+// start a header of the sender's choosing, so it is refused, never stripped.
+// It reports whether the value passed.
+func (p *problems) headerText(field, v string, maxLen int) bool {
+	if !utf8.ValidString(v) {
+		p.add(field, "is not valid UTF-8")
+		return false
+	}
+	if i := strings.IndexAny(v, "\r\n"); i >= 0 {
+		p.add(field, "contains a line break (CR or LF) at byte %d; header values must be a single line", i)
+		return false
+	}
+	if i := strings.IndexByte(v, 0); i >= 0 {
+		p.add(field, "contains a NUL byte at byte %d", i)
+		return false
+	}
+	if i := indexControl(v); i >= 0 {
+		p.add(field, "contains the control character %U at byte %d", rune(v[i]), i)
+		return false
+	}
+	if n := utf8.RuneCountInString(v); n > maxLen {
+		p.add(field, "is %d characters long; the limit is %d", n, maxLen)
+		return false
+	}
+	return true
+}
+
+// indexControl returns the index of the first ASCII control character other
+// than horizontal tab, or -1.
+func indexControl(v string) int {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return i
+		}
+	}
+	return -1
+}
+
+func (p *problems) account(v string) bool {
+	if v == "" {
+		p.add("account", "is required: the address of a connected Gmail account")
+		return false
+	}
+	if !p.headerText("account", v, MaxAccountLen) {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] >= 0x80 {
+			p.add("account", "must be ASCII, as Gmail addresses are")
+			return false
+		}
+	}
+	a, err := mail.ParseAddress(v)
+	if err != nil {
+		p.add("account", "%s is not a valid address (%v)", quote(v), err)
+		return false
+	}
+	if a.Name != "" || a.Address != v {
+		p.add("account", "must be a bare address such as alice@example.com, without a display name or angle brackets")
+		return false
+	}
+	// The account's domain becomes the Message-ID's right-hand side, so it
+	// must be a plain ASCII host name rather than a domain literal.
+	if _, domain, _ := cutLastAt(v); !isASCIIDotAtom(domain) {
+		p.add("account", "the domain %s must be an ASCII host name", quote(domain))
+		return false
+	}
+	return true
+}
+
+func (p *problems) addresses(field string, list []string) {
+	parsed := make([]*mail.Address, 0, len(list))
+	defer func() {
+		if len(parsed) == len(list) && len(list) > 0 {
+			if n := len(formatAddressList(parsed)); n > MaxAddressHeaderLen {
+				p.add(field, "the header would be %d bytes once encoded; the limit is %d", n, MaxAddressHeaderLen)
+			}
+		}
+	}()
+	for i, s := range list {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if s == "" {
+			p.add(f, "is empty; expected an address such as bob@example.org or Bob <bob@example.org>")
+			continue
+		}
+		if !p.headerText(f, s, MaxAddressLen) {
+			continue
+		}
+		a, err := mail.ParseAddress(s)
+		if err != nil {
+			p.add(f, "%s is not a valid address (%v)", quote(s), err)
+			continue
+		}
+		// net/mail decodes RFC 2047 display names, which could smuggle a
+		// line break that the raw value did not show.
+		if i := indexControl(a.Name); i >= 0 {
+			p.add(f, "the display name decodes to text with the control character %U", rune(a.Name[i]))
+			continue
+		}
+		parsed = append(parsed, a)
+	}
+}
+
+func (p *problems) attachments(list []Attachment, haveHTML bool) {
+	if len(list) > MaxAttachments {
+		p.add("attachments", "%d attachments; the limit is %d", len(list), MaxAttachments)
+	}
+	cids := make(map[string]int)
+	for i, a := range list {
+		f := fmt.Sprintf("attachments[%d]", i)
+		if a.Filename == "" {
+			p.add(f+".filename", "is required")
+		} else {
+			p.headerText(f+".filename", a.Filename, MaxFilenameLen)
+		}
+		if a.ContentType == "" {
+			p.add(f+".content_type", "is required, for example application/pdf")
+		} else if p.headerText(f+".content_type", a.ContentType, MaxContentTypeLen) {
+			p.attachmentType(f+".content_type", a.ContentType)
+		}
+		if len(a.Data) == 0 {
+			p.add(f+".data", "is required: the file's bytes, standard base64 with padding")
+		}
+		if a.ContentID == "" {
+			continue
+		}
+		cf := f + ".content_id"
+		if !p.headerText(cf, a.ContentID, MaxContentIDLen) {
+			continue
+		}
+		if !isIDText(a.ContentID) {
+			p.add(cf, "must be printable ASCII without spaces or angle brackets; the relay adds the brackets")
+			continue
+		}
+		key := strings.ToLower(a.ContentID)
+		if j, dup := cids[key]; dup {
+			p.add(cf, "duplicates attachments[%d].content_id", j)
+			continue
+		}
+		cids[key] = i
+		if !haveHTML {
+			p.add(cf, "is set, but there is no html body to show an inline attachment")
+		}
+	}
+}
+
+// attachmentType checks a media type the way composition will use it.
+func (p *problems) attachmentType(field, v string) {
+	mt, params, err := mime.ParseMediaType(v)
+	if err != nil {
+		p.add(field, "%s is not a valid media type (%v)", quote(v), err)
+		return
+	}
+	typ, _, ok := strings.Cut(mt, "/")
+	if !ok {
+		p.add(field, "%s has no subtype; expected type/subtype such as application/pdf", quote(v))
+		return
+	}
+	switch typ {
+	case "multipart", "message":
+		// The part is sent base64-encoded, which RFC 2046 forbids for these
+		// types (§5.1, §5.2.1); send such files as application/octet-stream.
+		p.add(field, "%s/* cannot be sent as an attachment; use application/octet-stream", typ)
+		return
+	}
+	// go-message refuses to write a part that declares any other charset.
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
+		p.add(field, "charset %s is not supported; use utf-8 or us-ascii, or leave the charset out", quote(cs))
+	}
+}
+
+func (p *problems) headers(h map[string]string) {
+	if len(h) > MaxCustomHeaders {
+		p.add("headers", "%d headers; the limit is %d", len(h), MaxCustomHeaders)
+	}
+	names := make([]string, 0, len(h))
+	for k := range h {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	seen := make(map[string]string, len(h))
+	for _, name := range names {
+		f := fmt.Sprintf("headers[%q]", name)
+		if !p.headerText(f, name, MaxHeaderNameLen) {
+			continue
+		}
+		if !isFieldName(name) {
+			p.add(f, "the name is not an RFC 5322 field name (printable ASCII except colon, no spaces)")
+			continue
+		}
+		if !allowedHeader(name) {
+			p.add(f, "only X-* headers, List-Unsubscribe and List-Unsubscribe-Post may be set")
+			continue
+		}
+		lower := strings.ToLower(name)
+		if prev, dup := seen[lower]; dup {
+			p.add(f, "duplicates header %q (names are case-insensitive)", prev)
+			continue
+		}
+		seen[lower] = name
+		v := h[name]
+		if !p.headerText(f, v, MaxHeaderValueLen) {
+			continue
+		}
+		for i := 0; i < len(v); i++ {
+			if v[i] >= 0x80 {
+				p.add(f, "the value must be ASCII; encode other text as an RFC 2047 encoded-word")
+				break
+			}
+		}
+	}
+}
+
+func (p *problems) messageID(field, v string) {
+	if !p.headerText(field, v, MaxMessageIDLen) {
+		return
+	}
+	if !isMessageID(v) {
+		p.add(field, "%s is not a message ID such as <id@example.com>", quote(v))
+	}
+}
+
+func (p *problems) idempotencyKey(v string) {
+	if len(v) > MaxIdempotencyKeyLen {
+		p.add("idempotency_key", "is %d characters long; the limit is %d", len(v), MaxIdempotencyKeyLen)
+		return
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			p.add("idempotency_key", "must be printable ASCII; byte %d is not", i)
+			return
+		}
+	}
+}
+
+func (p *problems) threadID(v string) {
+	if v != "" && !isThreadID(v) {
+		p.add("thread_id", "%s is not a Gmail thread ID: 1 to 16 lowercase hex digits, such as 18f4a2b3c5d6e7f8", quote(v))
+	}
+}
+
+// isThreadID matches the IDs users.messages.send returns: a 64-bit number in
+// lowercase hex.
+func isThreadID(v string) bool {
+	if len(v) == 0 || len(v) > 16 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// isFieldName reports whether v is an RFC 5322 field-name (§3.6.8).
+func isFieldName(v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x21 || c > 0x7e || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// allowedHeader is the custom-header policy: X-* names, which carry no
+// meaning to mail systems, and the two list headers that bulk senders need.
+func allowedHeader(name string) bool {
+	if len(name) > 2 && strings.EqualFold(name[:2], "x-") {
+		return true
+	}
+	return strings.EqualFold(name, "List-Unsubscribe") || strings.EqualFold(name, "List-Unsubscribe-Post")
+}
+
+// isIDText reports whether v is printable ASCII without space and without
+// the angle brackets that delimit a msg-id.
+func isIDText(v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x21 || c > 0x7e || c == '<' || c == '>' {
+			return false
+		}
+	}
+	return true
+}
+
+// isMessageID accepts "<left@right>" where both sides are isIDText and the
+// left has no "@". It is looser than RFC 5322's msg-id because real message
+// IDs are, and it still rules out anything that could end the header.
+func isMessageID(v string) bool {
+	if len(v) < 5 || v[0] != '<' || v[len(v)-1] != '>' {
+		return false
+	}
+	left, right, ok := strings.Cut(v[1:len(v)-1], "@")
+	return ok && isIDText(left) && isIDText(right)
+}
+
+// isASCIIDotAtom reports whether v is an RFC 5322 dot-atom-text of ASCII
+// characters, the shape of a host name in a Message-ID.
+func isASCIIDotAtom(v string) bool {
+	if v == "" || v[0] == '.' || v[len(v)-1] == '.' || strings.Contains(v, "..") {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func cutLastAt(addr string) (local, domain string, ok bool) {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return addr, "", false
+	}
+	return addr[:i], addr[i+1:], true
+}
+
+// quote renders a value for an error message, shortened so that a problem
+// stays readable.
+func quote(v string) string {
+	const maxRunes = 64
+	if utf8.RuneCountInString(v) > maxRunes {
+		r := []rune(v)
+		return fmt.Sprintf("%q…", string(r[:maxRunes]))
+	}
+	return fmt.Sprintf("%q", v)
+}
