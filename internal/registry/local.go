@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/gmailrelay/gmailrelay/internal/atomicfile"
 )
 
 // Local is the Store of make dev: accounts live in memory and every change
@@ -211,44 +213,5 @@ func (l *Local) save() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(l.path, b)
-}
-
-// writeFileAtomic replaces path with data so that a crash leaves either the
-// old file or the new one, never a torn one, readable by the owner only.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// The rename is durable only once the directory is synced. Some
-	// filesystems refuse to sync a directory; the file is then as durable as
-	// that filesystem allows, which is enough for a dev store.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
+	return atomicfile.Write(l.path, b, 0o600)
 }

@@ -15,10 +15,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gmailrelay/gmailrelay/internal/atomicfile"
 )
 
 // stateVersion is bumped when state.json changes incompatibly.
@@ -188,7 +189,7 @@ func (s *Server) save() error {
 	if err != nil {
 		return fmt.Errorf("sandbox: encode state: %w", err)
 	}
-	if err := writeFileAtomic(s.statePath, b, 0o600); err != nil {
+	if err := atomicfile.Write(s.statePath, b, 0o600); err != nil {
 		return fmt.Errorf("sandbox: write state: %w", err)
 	}
 	s.mu.Lock()
@@ -228,37 +229,6 @@ func (s *Server) pruneLocked() {
 			delete(s.codes, h)
 		}
 	}
-}
-
-// writeFileAtomic writes data so that a reader sees either the old file or
-// the whole new one, never a part.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // hashToken is the key under which a token or code is stored.
