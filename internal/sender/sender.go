@@ -112,6 +112,10 @@ type Delivery struct {
 // redelivery from a bug.
 var ErrRetry = errors.New("sender: redeliver later")
 
+// recordTimeout bounds the ledger and results writes that follow a Gmail
+// call, which run detached from the delivery's cancellation.
+const recordTimeout = 30 * time.Second
+
 // Handle processes one delivery. nil means acknowledge.
 func (s *Sender) Handle(ctx context.Context, d Delivery) error {
 	log := logging.FromContext(ctx).With("pubsub_message_id", d.MessageID)
@@ -205,6 +209,13 @@ func (j *job) run(ctx context.Context) error {
 	}
 
 	sent, f := j.send(ctx, raw)
+	// From here on the sender records what Gmail did, or may have done. The
+	// delivery's context can end at any moment (the push request timed out,
+	// the client went away); if that stopped the ledger write, the record
+	// would stay "sending" without maybe_duplicate, and a redelivery after
+	// the lease would send the message again as if nothing had happened.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
 	if f == nil {
 		if err := s.opts.Ledger.Finish(ctx, j.key, ledger.Finish{State: ledger.StateSent,
 			GmailMessageID: sent.ID, GmailThreadID: sent.ThreadID, Now: s.opts.Now()}); err != nil {
@@ -263,7 +274,12 @@ func (j *job) send(ctx context.Context, raw []byte) (*gmail.Sent, *gmail.Failure
 		}
 		return nil, &gmail.Failure{Code: gmail.CodeInternal, Message: "reading the token failed: " + err.Error()}
 	}
-	for attempt := 0; ; attempt++ {
+	// Each remedy is tried at most once per delivery. They are independent:
+	// a 401 on a cached access token is followed by a refresh, and that
+	// refresh is where a revoked grant shows up as invalid_grant, so the
+	// re-read must still be possible after a renewal.
+	renewed, reread := false, false
+	for {
 		sctx, cancel := context.WithTimeout(ctx, s.opts.SendTimeout)
 		sent, err := gmail.Send(sctx, mb.svc, raw, j.threadID())
 		cancel()
@@ -271,15 +287,14 @@ func (j *job) send(ctx context.Context, raw []byte) (*gmail.Sent, *gmail.Failure
 			return sent, nil
 		}
 		f := gmail.Classify(err, s.opts.Now())
-		if attempt > 0 {
-			return nil, f
-		}
 		switch {
-		case f.Unauthorized:
+		case f.Unauthorized && !renewed && !reread:
+			renewed = true
 			if mb, err = s.boxes.renew(ctx, mb); err != nil {
 				return nil, &gmail.Failure{Code: gmail.CodeInternal, Message: err.Error()}
 			}
-		case oauth.IsInvalidGrant(err):
+		case oauth.IsInvalidGrant(err) && !reread:
+			reread = true
 			before := mb.src.refreshToken()
 			s.boxes.forget(mb)
 			if mb, err = s.boxes.get(ctx, j.account); err != nil || mb.src.refreshToken() == before {

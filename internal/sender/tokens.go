@@ -49,6 +49,9 @@ type mailbox struct {
 	email string
 	svc   *gmailapi.Service
 	src   *refresher
+	// renewed is the mailbox that replaced this one after a 401, guarded by
+	// mailboxes.mu: every delivery that saw the 401 moves to the same one.
+	renewed *mailbox
 }
 
 // refresher is the token source under ReuseTokenSource. It saves a rotated
@@ -144,8 +147,15 @@ func (m *mailboxes) build(ctx context.Context, email string, tok tokenstore.Toke
 }
 
 // renew drops a cached access token that Gmail refused (a 401), keeping the
-// refresh token, so the next send refreshes once.
+// refresh token, so the next send refreshes once. Concurrent deliveries that
+// all saw the 401 on the same mailbox share one replacement, and so one
+// refresh; each building its own would refresh once per delivery.
 func (m *mailboxes) renew(ctx context.Context, old *mailbox) (*mailbox, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old.renewed != nil {
+		return old.renewed, nil
+	}
 	old.src.mu.Lock()
 	tok := old.src.tok
 	old.src.mu.Unlock()
@@ -153,11 +163,10 @@ func (m *mailboxes) renew(ctx context.Context, old *mailbox) (*mailbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
+	old.renewed = mb
 	if m.entries[old.email] == old {
 		m.entries[old.email] = mb
 	}
-	m.mu.Unlock()
 	return mb, nil
 }
 

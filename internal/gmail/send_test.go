@@ -1,0 +1,313 @@
+package gmail_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+	gmailapi "google.golang.org/api/gmail/v1"
+
+	"github.com/gmailrelay/gmailrelay/internal/gmail"
+	"github.com/gmailrelay/gmailrelay/internal/sandbox"
+	"github.com/gmailrelay/gmailrelay/internal/sendertest"
+	"github.com/gmailrelay/gmailrelay/internal/testenv"
+)
+
+const account = "alice@example.com"
+
+// mailbox is a Gmail service for account against a fresh sandbox.
+func mailbox(t *testing.T) (*sendertest.Env, *gmailapi.Service) {
+	t.Helper()
+	e := sendertest.New(t, sendertest.Options{})
+	rt := e.Consent(account)
+	ts := e.OAuth.TokenSource(context.Background(), &oauth2.Token{RefreshToken: rt})
+	svc, err := gmail.New(e.URL+"/", nil).Service(context.Background(), ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, svc
+}
+
+// message returns an RFC 5322 message of about size bytes.
+func message(t *testing.T, size int) []byte {
+	t.Helper()
+	head := "From: " + account + "\r\nTo: bob@example.org\r\nSubject: size test\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	// base64 lines of 76 characters, and CRLF, carry 57 bytes in 78.
+	data := make([]byte, max(size-len(head), 0)/78*57)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	b.WriteString(head)
+	enc := base64.StdEncoding.EncodeToString(data)
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n")
+	return b.Bytes()
+}
+
+// sendContext is the context of a send that meets fault. A hang lasts until
+// the client gives up, which it does as soon as the sandbox has stored the
+// message (the warm-up is the first); every other send gets an answer, and
+// a generous bound.
+func sendContext(t *testing.T, e *sendertest.Env, fault sandbox.Fault) context.Context {
+	t.Helper()
+	if fault == sandbox.HangAfterBody {
+		return e.CancelWhenStored(context.Background(), 2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestSendForms: small messages use the simple send, larger ones the upload
+// endpoint (one multipart request up to the chunk size, resumable above),
+// and Gmail gets the bytes unchanged and the thread ID.
+func TestSendForms(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name           string
+		size           int
+		simple, upload int // requests per route
+	}{
+		{"small", 4 << 10, 1, 0},
+		{"just under the limit", gmail.SimpleSendLimit - 1024, 1, 0},
+		{"multipart upload", 6 << 20, 0, 1},
+		{"resumable upload", 20 << 20, 0, 3}, // open the session, then two chunks
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			if c.size > 16<<20 {
+				testenv.Integration(t) // 20 MB: slow under -race
+			}
+			e, svc := mailbox(t)
+			raw := message(t, c.size)
+			sent, err := gmail.Send(context.Background(), svc, raw, "18f4a2b3c5d6e7f8")
+			if err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			out := e.Outbox()
+			if len(out) != 1 {
+				t.Fatalf("outbox holds %d messages", len(out))
+			}
+			if sent.ID != out[0].ID || sent.ThreadID != "18f4a2b3c5d6e7f8" || out[0].ThreadID != sent.ThreadID {
+				t.Errorf("Send = %+v; the sandbox stored %+v", sent, out[0])
+			}
+			got, err := os.ReadFile(out[0].Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, raw) {
+				t.Errorf("Gmail got %d bytes that differ from the %d sent", len(got), len(raw))
+			}
+			if s, u := e.Requests.Count(sendertest.RouteSend), e.Requests.Count(sendertest.RouteUpload); s != c.simple || u != c.upload {
+				t.Errorf("requests: %d simple, %d upload; want %d and %d", s, u, c.simple, c.upload)
+			}
+		})
+	}
+}
+
+// TestSendTooLarge: a message over 35 MB is refused before any request.
+func TestSendTooLarge(t *testing.T) {
+	t.Parallel()
+	e, svc := mailbox(t)
+	_, err := gmail.Send(context.Background(), svc, make([]byte, gmail.MaxMessageSize+1), "")
+	var tl *gmail.TooLargeError
+	if !errors.As(err, &tl) {
+		t.Fatalf("Send = %v; want a TooLargeError", err)
+	}
+	if f := gmail.Classify(err, time.Now()); f.Code != gmail.CodeInvalidRequest || f.Retryable {
+		t.Errorf("Classify = %+v", f)
+	}
+	if n := e.Requests.Gmail(); n != 0 {
+		t.Errorf("%d requests reached Gmail", n)
+	}
+}
+
+// TestSendFaults classifies what the sandbox answers with Google's exact
+// bodies, through the real client, for both forms of the send.
+func TestSendFaults(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		fault     sandbox.Fault
+		code      gmail.Code
+		retryable bool
+		ambiguous bool
+		stored    bool // the sandbox accepted the message
+	}{
+		{sandbox.RateLimit429, gmail.CodeRateLimited, true, false, false},
+		{sandbox.UserRateLimit403, gmail.CodeRateLimited, true, false, false},
+		{sandbox.ServerError500, gmail.CodeGmailError, true, false, false},
+		{sandbox.Unavailable503, gmail.CodeGmailError, true, false, false},
+		{sandbox.DailyLimit403, gmail.CodeDailyLimit, false, false, false},
+		{sandbox.MailDisabled400, gmail.CodeMailDisabled, false, false, false},
+		{sandbox.APIDisabled403, gmail.CodeGmailError, false, false, false},
+		{sandbox.HangAfterBody, gmail.CodeGmailError, true, true, true},
+		{sandbox.ResetAfterBody, gmail.CodeGmailError, true, true, true},
+	}
+	for _, size := range []int{4 << 10, 6 << 20} {
+		form := "simple"
+		if size > gmail.SimpleSendLimit {
+			form = "upload"
+		}
+		for _, c := range cases {
+			t.Run(form+"/"+string(c.fault), func(t *testing.T) {
+				t.Parallel()
+				e, svc := mailbox(t)
+				e.Sandbox.SetFaultRetryAfter(90 * time.Second)
+				// A first send takes the access token, so the timeout below
+				// covers Gmail alone.
+				if _, err := gmail.Send(context.Background(), svc, message(t, 1024), ""); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.Sandbox.InjectGmailErrors(account, c.fault, 1); err != nil {
+					t.Fatal(err)
+				}
+				_, err := gmail.Send(sendContext(t, e, c.fault), svc, message(t, size), "")
+				if err == nil {
+					t.Fatal("Send succeeded through an injected fault")
+				}
+				now := e.Clock.Now()
+				f := gmail.Classify(err, now)
+				if f.Code != c.code || f.Retryable != c.retryable || f.Ambiguous != c.ambiguous || f.Unauthorized {
+					t.Errorf("Classify(%v) = %+v; want code %s retryable %v ambiguous %v", err, f, c.code, c.retryable, c.ambiguous)
+				}
+				if got := errors.Is(err, gmail.ErrBodySent); got != c.ambiguous {
+					t.Errorf("errors.Is(err, ErrBodySent) = %v", got)
+				}
+				if c.fault == sandbox.RateLimit429 && !f.RetryAfter.Equal(now.Add(90*time.Second)) {
+					t.Errorf("RetryAfter = %v; want the sandbox's %v", f.RetryAfter, now.Add(90*time.Second))
+				}
+				if c.fault == sandbox.APIDisabled403 && !strings.Contains(f.Message, "https://console.developers.google.com/apis/api/gmail.googleapis.com/overview?project=") {
+					t.Errorf("message %q lacks the activation link", f.Message)
+				}
+				want := 1
+				if c.stored {
+					want = 2
+				}
+				if n := len(e.Outbox()); n != want {
+					t.Errorf("outbox holds %d messages; want %d", n, want)
+				}
+				if n := e.Requests.Gmail(); n != 2 {
+					t.Errorf("Gmail saw %d requests; want 2: the client must not retry on its own", n)
+				}
+			})
+		}
+	}
+}
+
+// TestSendAuthFailures: a refused access token is Unauthorized (refresh
+// once); a revoked grant is invalid_grant (reconnect); neither is ambiguous.
+func TestSendAuthFailures(t *testing.T) {
+	t.Parallel()
+	t.Run("401", func(t *testing.T) {
+		t.Parallel()
+		e, _ := mailbox(t)
+		svc, err := gmail.New(e.URL+"/", nil).Service(context.Background(),
+			oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "ya29.not-a-token", Expiry: time.Now().Add(time.Hour)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = gmail.Send(context.Background(), svc, message(t, 1024), "")
+		f := gmail.Classify(err, time.Now())
+		if !f.Unauthorized || f.Code != gmail.CodeReauthRequired || f.Ambiguous || errors.Is(err, gmail.ErrBodySent) {
+			t.Errorf("Classify(%v) = %+v; want Unauthorized", err, f)
+		}
+	})
+	t.Run("invalid_grant", func(t *testing.T) {
+		t.Parallel()
+		e, svc := mailbox(t)
+		e.Sandbox.RevokeAll(account)
+		_, err := gmail.Send(context.Background(), svc, message(t, 1024), "")
+		f := gmail.Classify(err, time.Now())
+		if f.Code != gmail.CodeReauthRequired || f.Unauthorized || f.Retryable || f.Ambiguous {
+			t.Errorf("Classify(%v) = %+v; want reauth_required", err, f)
+		}
+		if n := e.Requests.Gmail(); n != 0 {
+			t.Errorf("Gmail saw %d requests; the refresh fails first", n)
+		}
+	})
+}
+
+// TestSendUnreachable: nothing listening is a plain transient failure: no
+// body went anywhere, so it is not ambiguous.
+func TestSendUnreachable(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(nil)
+	url := srv.URL
+	srv.Close()
+	svc, err := gmail.New(url+"/", nil).Service(context.Background(),
+		oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "x", Expiry: time.Now().Add(time.Hour)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{1024, 6 << 20} {
+		_, err = gmail.Send(context.Background(), svc, message(t, size), "")
+		f := gmail.Classify(err, time.Now())
+		if f == nil || f.Ambiguous || !f.Retryable || errors.Is(err, gmail.ErrBodySent) {
+			t.Errorf("size %d: Classify(%v) = %+v; want retryable and not ambiguous", size, err, f)
+		}
+	}
+}
+
+// TestResumableFaults: above the chunk size the client library resumes a
+// chunk on its own after a reset. One Send must still leave at most one copy,
+// say so when it cannot know, and never report a failure for a message the
+// sandbox answered.
+func TestResumableFaults(t *testing.T) {
+	t.Parallel()
+	testenv.Integration(t) // 20 MB messages: slow under -race
+	cases := []struct {
+		fault     sandbox.Fault
+		ok        bool // the library resumed and got the answer
+		ambiguous bool
+		stored    int
+	}{
+		// The session cannot open: nothing was sent.
+		{sandbox.ServerError500, false, false, 0},
+		// The final chunk's answer is lost; the library asks again and
+		// gets the finished upload, as from Google.
+		{sandbox.ResetAfterBody, true, false, 1},
+		// No answer at all before the deadline.
+		{sandbox.HangAfterBody, false, true, 1},
+	}
+	for _, c := range cases {
+		t.Run(string(c.fault), func(t *testing.T) {
+			t.Parallel()
+			e, svc := mailbox(t)
+			if _, err := gmail.Send(context.Background(), svc, message(t, 1024), ""); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Sandbox.InjectGmailErrors(account, c.fault, 1); err != nil {
+				t.Fatal(err)
+			}
+			sent, err := gmail.Send(sendContext(t, e, c.fault), svc, message(t, 20<<20), "")
+			out := e.Outbox()
+			if n := len(out) - 1; n != c.stored {
+				t.Fatalf("one Send left %d copies in the outbox; want %d", n, c.stored)
+			}
+			if c.ok {
+				if err != nil || sent.ID != out[1].ID {
+					t.Fatalf("Send = %+v, %v; want the stored message %s", sent, err, out[1].ID)
+				}
+				return
+			}
+			f := gmail.Classify(err, time.Now())
+			if f == nil || f.Ambiguous != c.ambiguous || !f.Retryable {
+				t.Errorf("Classify(%v) = %+v; want retryable, ambiguous %v", err, f, c.ambiguous)
+			}
+		})
+	}
+}
