@@ -157,6 +157,9 @@ resource "google_cloudfunctions2_function" "sender" {
       # Longer than the 60 s timeout and ack deadline: a redelivery inside
       # the lease waits; after it, an unanswered send is tried once more.
       SEND_LEASE = "3m"
+      # Shorter than the 60 s timeout, so the sender itself records an
+      # unanswered Gmail call as ambiguous before Cloud Run cuts it off.
+      SEND_TIMEOUT = "50s"
     })
 
     secret_environment_variables {

@@ -217,6 +217,10 @@ type Sender struct {
 	// SendLease bounds how long a delivery owns a message before a
 	// redelivery may take over (the ambiguous case of DESIGN §5).
 	SendLease time.Duration `env:"SEND_LEASE, default=3m"`
+	// SendTimeout bounds one Gmail call. It must end before the function's
+	// own timeout (60 s in infra/), so the sender, not Cloud Run, decides
+	// what an unanswered send means.
+	SendTimeout time.Duration `env:"SEND_TIMEOUT, default=50s"`
 }
 
 // Validate reports every problem at once.
@@ -230,6 +234,9 @@ func (c *Sender) Validate() error {
 	errs = appendOptionalURL(errs, "CONNECT_URL", c.ConnectURL)
 	if c.SendLease < time.Minute || c.SendLease > time.Hour {
 		errs = append(errs, fmt.Errorf("SEND_LEASE: %s is outside 1m..1h", c.SendLease))
+	}
+	if c.SendTimeout < 5*time.Second || c.SendTimeout >= c.SendLease {
+		errs = append(errs, fmt.Errorf("SEND_TIMEOUT: %s must be at least 5s and shorter than SEND_LEASE (%s)", c.SendTimeout, c.SendLease))
 	}
 	return errors.Join(errs...)
 }

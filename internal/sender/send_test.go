@@ -294,8 +294,10 @@ func TestKeyPrecedence(t *testing.T) {
 			if rec := e.Record(c.want); rec.State != ledger.StateSent {
 				t.Errorf("ledger record under %q = %+v", c.want, rec)
 			}
-			if got := readEML(t, e.Outbox()[0].Path).header.Get("Message-Id"); c.body != "" && got != message.MessageID(c.body, "example.com") {
-				t.Errorf("Message-ID = %q; want the one derived from the body's key", got)
+			// Whichever way the key came, it fixes the Message-ID, so every
+			// delivery of one request composes the same message.
+			if got := readEML(t, e.Outbox()[0].Path).header.Get("Message-Id"); got != message.MessageID(c.want, "example.com") {
+				t.Errorf("Message-ID = %q; want the one derived from the key %q", got, c.want)
 			}
 			// The same request again under the winning key is a duplicate.
 			wantAck(t, e.Deliver(d))
@@ -382,14 +384,30 @@ func TestRejectedWithoutRetry(t *testing.T) {
 				if n := e.Secrets.Calls("AccessSecretVersion") - smBefore; n != 0 {
 					t.Errorf("read Secret Manager %d times for a request that cannot be sent", n)
 				}
-				// A redelivery is a duplicate of the failure, never a retry.
+				// A redelivery is a duplicate of the failure, never a retry,
+				// and says what became of the original.
 				wantAck(t, e.Deliver(sender.Delivery{MessageID: "ps-1", Data: c.data}))
-				if r := oneResult(t, e); r.Event.Status != results.StatusDuplicate {
-					t.Errorf("redelivery result = %+v", r.Event)
+				if r := oneResult(t, e); r.Event.Status != results.StatusDuplicate || r.Event.Error == nil || r.Event.Error.Code != c.code {
+					t.Errorf("redelivery result = %+v (error %+v)", r.Event, r.Event.Error)
 				}
 			})
 		}
 	})
+}
+
+// TestInvalidRequestKeepsItsKey: a request that fails validation is still
+// reported under the idempotency key and account its publisher wrote.
+func TestInvalidRequestKeepsItsKey(t *testing.T) {
+	t.Parallel()
+	e := sendertest.New(t, sendertest.Options{})
+	e.Connect(alice)
+	bad := sendertest.NewRequest(alice, "order-7").With("to", nil).JSON()
+	wantAck(t, e.Deliver(sender.Delivery{MessageID: "ps-9", Data: bad}))
+	r := oneResult(t, e)
+	wantFailed(t, r, "invalid_request", false, "to:")
+	if r.Event.IdempotencyKey != "order-7" || r.Event.Account != alice {
+		t.Errorf("result key %q, account %q; want order-7 and %s", r.Event.IdempotencyKey, r.Event.Account, alice)
+	}
 }
 
 // TestLogsHoldNoSecrets: a full flow's logs name no token and no body.

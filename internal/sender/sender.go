@@ -6,6 +6,7 @@ package sender
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -124,10 +125,24 @@ func (s *Sender) Handle(ctx context.Context, d Delivery) error {
 	req, decodeErr := message.Decode(d.Data)
 	key := d.Attributes["idempotency_key"]
 	account := ""
-	if req != nil {
+	switch {
+	case req != nil:
 		account = req.Account
 		if req.IdempotencyKey != "" {
 			key = req.IdempotencyKey
+		}
+	default:
+		// An invalid request is still reported under the key and account
+		// its publisher gave, when they can be read at all.
+		var loose struct {
+			Account        string `json:"account"`
+			IdempotencyKey string `json:"idempotency_key"`
+		}
+		if json.Unmarshal(d.Data, &loose) == nil {
+			account = loose.Account
+			if k := loose.IdempotencyKey; k != "" && len(k) <= message.MaxIdempotencyKeyLen {
+				key = k
+			}
 		}
 	}
 	if key == "" {
@@ -154,8 +169,14 @@ func (s *Sender) Handle(ctx context.Context, d Delivery) error {
 	switch outcome {
 	case ledger.ClaimDone:
 		log.InfoContext(ctx, "duplicate delivery", "state", rec.State)
-		return j.publish(ctx, &results.Event{Status: results.StatusDuplicate,
-			GmailMessageID: rec.GmailMessageID, GmailThreadID: rec.GmailThreadID, MaybeDuplicate: rec.MaybeDuplicate})
+		ev := &results.Event{Status: results.StatusDuplicate,
+			GmailMessageID: rec.GmailMessageID, GmailThreadID: rec.GmailThreadID, MaybeDuplicate: rec.MaybeDuplicate}
+		if rec.State == ledger.StateFailed {
+			// Say what became of the original, so a subscriber that only
+			// sees this event knows the request failed.
+			ev.Error = &results.Error{Code: rec.ErrorCode, Message: "the original request failed: " + rec.ErrorMessage}
+		}
+		return j.publish(ctx, ev)
 	case ledger.ClaimBusy:
 		log.InfoContext(ctx, "another delivery holds the lease; redelivering later", "lease_until", rec.LeaseUntil)
 		return fmt.Errorf("%w: another delivery is sending this message", ErrRetry)
@@ -320,7 +341,11 @@ func (j *job) compose(now time.Time) ([]byte, error) {
 		}
 		return j.req.Raw, nil
 	}
-	return message.Compose(j.req, message.ComposeOptions{Now: now})
+	// The Message-ID derives from the idempotency key, so every delivery
+	// of one request composes the same message, whichever way the key came.
+	req := *j.req
+	req.IdempotencyKey = j.key
+	return message.Compose(&req, message.ComposeOptions{Now: now})
 }
 
 func (j *job) markReauth(ctx context.Context, reason string) {
