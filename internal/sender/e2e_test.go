@@ -33,29 +33,9 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/testenv"
 )
 
-// functionMain is the main package the test builds: the deployed function
-// as the Cloud Run buildpack runs it, one target served by the functions
+// buildFunction builds scripts/function: the deployed functions as the
+// Cloud Run buildpack runs them, one target served by the functions
 // framework.
-const functionMain = `package main
-
-import (
-	"log"
-	"os"
-
-	"github.com/GoogleCloudPlatform/functions-framework-go/funcframework"
-
-	_ "github.com/gmailrelay/gmailrelay/functions/sender"
-)
-
-func main() {
-	if err := funcframework.StartHostPort("127.0.0.1", os.Getenv("PORT")); err != nil {
-		log.Fatal(err)
-	}
-}
-`
-
-// buildFunction builds functionMain into a binary without writing to the
-// repository: the file is added through an overlay.
 func buildFunction(t *testing.T) string {
 	t.Helper()
 	out, err := exec.Command("go", "env", "GOMOD").Output()
@@ -63,21 +43,10 @@ func buildFunction(t *testing.T) string {
 		t.Fatalf("go env GOMOD: %v", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(out)))
-	dir := t.TempDir()
-	src := filepath.Join(dir, "main.go")
-	if err := os.WriteFile(src, []byte(functionMain), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pkgDir := filepath.Join(root, "internal", "sender", "e2e-function-main")
-	overlay, _ := json.Marshal(map[string]any{"Replace": map[string]string{filepath.Join(pkgDir, "main.go"): src}})
-	ov := filepath.Join(dir, "overlay.json")
-	if err := os.WriteFile(ov, overlay, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "sender-function")
+	bin := filepath.Join(t.TempDir(), "function")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-overlay", ov, "-o", bin, "./internal/sender/e2e-function-main")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./scripts/function")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the function: %v\n%s", err, b)
@@ -163,6 +132,7 @@ func TestEndToEndPubSubEmulator(t *testing.T) {
 		"PATH=" + os.Getenv("PATH"),
 		"PORT=" + port,
 		"FUNCTION_TARGET=sender",
+		"HOST=127.0.0.1",
 		"GOOGLE_CLOUD_PROJECT=" + project,
 		"LOG_LEVEL=info",
 		"STORE_BACKEND=local",
