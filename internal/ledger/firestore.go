@@ -2,20 +2,21 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/gmailrelay/gmailrelay/internal/docstore"
 )
 
 // Firestore is the production Store, one document per key in Collection of
 // a native-mode database.
 type Firestore struct {
 	client *firestore.Client
-	stats  counters
+	stats  docstore.Counters
 }
 
 var _ Store = (*Firestore)(nil)
@@ -26,7 +27,7 @@ func NewFirestore(client *firestore.Client) *Firestore {
 }
 
 // Stats returns the reads and committed writes made so far.
-func (f *Firestore) Stats() Stats { return f.stats.snapshot() }
+func (f *Firestore) Stats() Stats { return f.stats.Snapshot() }
 
 func (f *Firestore) ref(key string) *firestore.DocumentRef {
 	return f.client.Collection(Collection).Doc(DocID(key))
@@ -64,7 +65,7 @@ func (f *Firestore) Claim(ctx context.Context, key string, c ClaimRequest) (*Rec
 	}
 	for range maxRounds {
 		snap, err := ref.Get(ctx)
-		f.stats.read()
+		f.stats.Read(1)
 		if status.Code(err) == codes.NotFound {
 			// The TTL deleted it since the Create failed.
 			created, err := f.create(ctx, ref, fresh)
@@ -106,7 +107,7 @@ func (f *Firestore) create(ctx context.Context, ref *firestore.DocumentRef, rec 
 	_, err := ref.Create(ctx, rec)
 	switch {
 	case err == nil:
-		f.stats.write()
+		f.stats.Write()
 		return true, nil
 	case status.Code(err) == codes.AlreadyExists:
 		return false, nil
@@ -120,7 +121,7 @@ func (f *Firestore) updateIfUnchanged(ctx context.Context, snap *firestore.Docum
 	_, err := snap.Ref.Update(ctx, updates, firestore.LastUpdateTime(snap.UpdateTime))
 	switch status.Code(err) {
 	case codes.OK:
-		f.stats.write()
+		f.stats.Write()
 		return true, nil
 	case codes.FailedPrecondition, codes.NotFound:
 		return false, nil
@@ -134,7 +135,7 @@ func (f *Firestore) modify(ctx context.Context, key string, change func(cur *Rec
 	ref := f.ref(key)
 	for range maxRounds {
 		snap, err := ref.Get(ctx)
-		f.stats.read()
+		f.stats.Read(1)
 		if err != nil {
 			return err
 		}
@@ -174,7 +175,7 @@ func (f *Firestore) Finish(ctx context.Context, key string, fin Finish) error {
 	if err != nil {
 		return wrap("ledger.Finish", err)
 	}
-	f.stats.write()
+	f.stats.Write()
 	return nil
 }
 
@@ -219,7 +220,7 @@ func (f *Firestore) MarkAmbiguous(ctx context.Context, key string, now time.Time
 	if err != nil {
 		return wrap("ledger.MarkAmbiguous", err)
 	}
-	f.stats.write()
+	f.stats.Write()
 	return nil
 }
 
@@ -229,7 +230,7 @@ func (f *Firestore) Get(ctx context.Context, key string) (*Record, error) {
 		return nil, fmt.Errorf("ledger.Get: %w", err)
 	}
 	snap, err := f.ref(key).Get(ctx)
-	f.stats.read()
+	f.stats.Read(1)
 	if err != nil {
 		return nil, wrap("ledger.Get", err)
 	}
@@ -292,21 +293,4 @@ func orDelete(s string) any {
 	return s
 }
 
-// wrap turns gRPC codes into the package's sentinel errors. The codes mapped
-// to ErrUnavailable are those a later delivery may well not meet; the
-// client has already retried the ones it retries by itself.
-func wrap(op string, err error) error {
-	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUnavailable):
-		return fmt.Errorf("%s: %w", op, err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
-	}
-	switch status.Code(err) {
-	case codes.NotFound:
-		return fmt.Errorf("%s: %w: %w", op, ErrNotFound, err)
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Internal:
-		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
+func wrap(op string, err error) error { return docstore.Wrap(op, err, ErrNotFound, ErrUnavailable) }

@@ -14,8 +14,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
+
+	"github.com/gmailrelay/gmailrelay/internal/docstore"
 )
 
 // Collection is the Firestore collection holding the records. The TTL policy
@@ -170,22 +171,8 @@ type Store interface {
 	Get(ctx context.Context, key string) (*Record, error)
 }
 
-// Stats counts document reads and committed document writes, the units
-// Firestore bills, so benchmarks can report the cost per message.
-type Stats struct {
-	Reads, Writes int64
-}
-
-type counters struct {
-	reads, writes atomic.Int64
-}
-
-func (c *counters) read()  { c.reads.Add(1) }
-func (c *counters) write() { c.writes.Add(1) }
-
-func (c *counters) snapshot() Stats {
-	return Stats{Reads: c.reads.Load(), Writes: c.writes.Load()}
-}
+// Stats counts the reads and committed writes a store made.
+type Stats = docstore.Stats
 
 // DocID is the document ID of key. Idempotency keys may contain "/", which
 // Firestore IDs cannot, and may be long, so the ID is a fixed-size hash.

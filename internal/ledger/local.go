@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gmailrelay/gmailrelay/internal/atomicfile"
+
+	"github.com/gmailrelay/gmailrelay/internal/docstore"
 )
 
 // Local is the Store of make dev: records live in memory and every change
@@ -22,7 +24,7 @@ import (
 // processes must not share a file.
 type Local struct {
 	path  string
-	stats counters
+	stats docstore.Counters
 
 	mu   sync.Mutex
 	recs map[string]*Record // by DocID
@@ -68,7 +70,7 @@ func NewLocal(path string) (*Local, error) {
 
 // Stats returns the reads and writes made so far, counted as Firestore
 // would bill the same calls.
-func (l *Local) Stats() Stats { return l.stats.snapshot() }
+func (l *Local) Stats() Stats { return l.stats.Snapshot() }
 
 // Claim implements Store.
 func (l *Local) Claim(ctx context.Context, key string, c ClaimRequest) (*Record, ClaimOutcome, error) {
@@ -85,7 +87,7 @@ func (l *Local) Claim(ctx context.Context, key string, c ClaimRequest) (*Record,
 	defer l.mu.Unlock()
 	cur := l.recs[id]
 	if cur != nil {
-		l.stats.read()
+		l.stats.Read(1)
 	}
 	rec, out, write, err := decide(cur, key, c, now)
 	if err != nil {
@@ -142,7 +144,7 @@ func (l *Local) Get(ctx context.Context, key string) (*Record, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.stats.read()
+	l.stats.Read(1)
 	cur := l.recs[DocID(key)]
 	if cur == nil {
 		return nil, fmt.Errorf("ledger.Get: %w", ErrNotFound)
@@ -161,7 +163,7 @@ func (l *Local) update(ctx context.Context, op, key string, counted bool, change
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if counted {
-		l.stats.read()
+		l.stats.Read(1)
 	}
 	cur := l.recs[id]
 	if cur == nil {
@@ -190,7 +192,7 @@ func (l *Local) put(id string, rec *Record) error {
 		}
 		return fmt.Errorf("%w: saving %s: %w", ErrUnavailable, l.path, err)
 	}
-	l.stats.write()
+	l.stats.Write()
 	return nil
 }
 

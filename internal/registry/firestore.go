@@ -2,20 +2,21 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/gmailrelay/gmailrelay/internal/docstore"
 )
 
 // Firestore is the production Store, one document per account in Collection
 // of a native-mode database.
 type Firestore struct {
 	client *firestore.Client
-	stats  counters
+	stats  docstore.Counters
 }
 
 var _ Store = (*Firestore)(nil)
@@ -26,7 +27,7 @@ func NewFirestore(client *firestore.Client) *Firestore {
 }
 
 // Stats returns the reads and committed writes made so far.
-func (f *Firestore) Stats() Stats { return f.stats.snapshot() }
+func (f *Firestore) Stats() Stats { return f.stats.Snapshot() }
 
 func (f *Firestore) ref(email string) *firestore.DocumentRef {
 	return f.client.Collection(Collection).Doc(DocID(email))
@@ -46,7 +47,7 @@ func (f *Firestore) Get(ctx context.Context, email string) (*Account, error) {
 		return nil, fmt.Errorf("registry.Get: %w", err)
 	}
 	snap, err := f.ref(email).Get(ctx)
-	f.stats.read(1)
+	f.stats.Read(1)
 	if err != nil {
 		return nil, wrap("registry.Get", err)
 	}
@@ -66,7 +67,7 @@ func (f *Firestore) Upsert(ctx context.Context, a *Account) error {
 	if _, err := f.ref(c.Email).Set(ctx, c); err != nil {
 		return wrap("registry.Upsert", err)
 	}
-	f.stats.write()
+	f.stats.Write()
 	return nil
 }
 
@@ -74,7 +75,7 @@ func (f *Firestore) Upsert(ctx context.Context, a *Account) error {
 func (f *Firestore) List(ctx context.Context) ([]*Account, error) {
 	snaps, err := f.client.Collection(Collection).OrderBy("email", firestore.Asc).Documents(ctx).GetAll()
 	// A query is billed at least one read, even when it finds nothing.
-	f.stats.read(max(1, len(snaps)))
+	f.stats.Read(max(1, len(snaps)))
 	if err != nil {
 		return nil, wrap("registry.List", err)
 	}
@@ -144,7 +145,7 @@ func (f *Firestore) modify(ctx context.Context, email string, change func(cur *A
 	ref := f.ref(email)
 	for range maxRounds {
 		snap, err := ref.Get(ctx)
-		f.stats.read(1)
+		f.stats.Read(1)
 		if err != nil {
 			return err
 		}
@@ -159,7 +160,7 @@ func (f *Firestore) modify(ctx context.Context, email string, change func(cur *A
 		_, err = ref.Update(ctx, allFields(next), firestore.LastUpdateTime(snap.UpdateTime))
 		switch status.Code(err) {
 		case codes.OK:
-			f.stats.write()
+			f.stats.Write()
 			return nil
 		case codes.FailedPrecondition:
 			continue
@@ -214,21 +215,4 @@ func stringOrDelete(s string) any {
 	return s
 }
 
-// wrap turns gRPC codes into the package's sentinel errors. The codes mapped
-// to ErrUnavailable are those a later try may well not meet; the client has
-// already retried the ones it retries by itself.
-func wrap(op string, err error) error {
-	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUnavailable):
-		return fmt.Errorf("%s: %w", op, err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
-	}
-	switch status.Code(err) {
-	case codes.NotFound:
-		return fmt.Errorf("%s: %w: %w", op, ErrNotFound, err)
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Internal:
-		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
+func wrap(op string, err error) error { return docstore.Wrap(op, err, ErrNotFound, ErrUnavailable) }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gmailrelay/gmailrelay/internal/atomicfile"
+
+	"github.com/gmailrelay/gmailrelay/internal/docstore"
 )
 
 // Local is the Store of make dev: accounts live in memory and every change
@@ -22,7 +24,7 @@ import (
 // must not share a file.
 type Local struct {
 	path  string
-	stats counters
+	stats docstore.Counters
 
 	mu       sync.Mutex
 	accounts map[string]*Account // by DocID
@@ -66,7 +68,7 @@ func NewLocal(path string) (*Local, error) {
 
 // Stats returns the reads and writes made so far, counted as Firestore
 // would bill the same calls.
-func (l *Local) Stats() Stats { return l.stats.snapshot() }
+func (l *Local) Stats() Stats { return l.stats.Snapshot() }
 
 // Get implements Store.
 func (l *Local) Get(ctx context.Context, email string) (*Account, error) {
@@ -78,7 +80,7 @@ func (l *Local) Get(ctx context.Context, email string) (*Account, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.stats.read(1)
+	l.stats.Read(1)
 	a := l.accounts[DocID(email)]
 	if a == nil {
 		return nil, fmt.Errorf("registry.Get: %w", ErrNotFound)
@@ -114,7 +116,7 @@ func (l *Local) List(ctx context.Context) ([]*Account, error) {
 	for _, a := range l.accounts {
 		out = append(out, a.clone())
 	}
-	l.stats.read(max(1, len(out)))
+	l.stats.Read(max(1, len(out)))
 	slices.SortFunc(out, byEmail)
 	return out, nil
 }
@@ -170,7 +172,7 @@ func (l *Local) modify(ctx context.Context, email string, change func(*Account) 
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.stats.read(1)
+	l.stats.Read(1)
 	cur := l.accounts[DocID(email)]
 	if cur == nil {
 		return ErrNotFound
@@ -196,7 +198,7 @@ func (l *Local) put(a *Account) error {
 		}
 		return fmt.Errorf("%w: saving %s: %w", ErrUnavailable, l.path, err)
 	}
-	l.stats.write()
+	l.stats.Write()
 	return nil
 }
 

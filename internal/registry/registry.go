@@ -15,8 +15,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
+
+	"github.com/gmailrelay/gmailrelay/internal/docstore"
 )
 
 // Collection is the Firestore collection holding the accounts.
@@ -105,22 +106,8 @@ type Store interface {
 	MarkRefreshed(ctx context.Context, email string, at time.Time) error
 }
 
-// Stats counts document reads and committed document writes, the units
-// Firestore bills.
-type Stats struct {
-	Reads, Writes int64
-}
-
-type counters struct {
-	reads, writes atomic.Int64
-}
-
-func (c *counters) read(n int) { c.reads.Add(int64(n)) }
-func (c *counters) write()     { c.writes.Add(1) }
-
-func (c *counters) snapshot() Stats {
-	return Stats{Reads: c.reads.Load(), Writes: c.writes.Load()}
-}
+// Stats counts the reads and committed writes a store made.
+type Stats = docstore.Stats
 
 // Normalize is the form of an address the registry stores and hashes:
 // trimmed and lowercased, since Gmail ignores case.
