@@ -18,7 +18,7 @@ endif
 
 FUZZTIME ?= 10m
 
-.PHONY: help dev send test test-unit lint fuzz package deploy destroy clean
+.PHONY: help dev send test test-unit lint fuzz bench package deploy destroy clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ fuzz: ## Fuzz request decoding, composition, raw checks and OAuth state, FUZZTIM
 	@for target in FuzzDecode FuzzCompose FuzzCheckRaw; do \
 	  echo "== $$target ($(FUZZTIME))"; go test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) ./internal/message || exit 1; done
 	@echo "== FuzzVerifyState ($(FUZZTIME))"; go test -run='^$$' -fuzz='^FuzzVerifyState$$' -fuzztime=$(FUZZTIME) ./internal/oauth
+
+bench: ## Benchmarks, load harness and reliability suite; prints one table of figures.
+	scripts/bench.sh
 
 lint: ## gofmt, go vet and terraform fmt.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -1,0 +1,298 @@
+package bench
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"golang.org/x/oauth2"
+	gmailapi "google.golang.org/api/gmail/v1"
+	"google.golang.org/api/option"
+
+	fnsender "github.com/gmailrelay/gmailrelay/functions/sender"
+	"github.com/gmailrelay/gmailrelay/internal/ledger"
+	"github.com/gmailrelay/gmailrelay/internal/message"
+	"github.com/gmailrelay/gmailrelay/internal/oauth"
+	"github.com/gmailrelay/gmailrelay/internal/pubsubevent"
+	"github.com/gmailrelay/gmailrelay/internal/registry"
+	"github.com/gmailrelay/gmailrelay/internal/sandbox"
+	"github.com/gmailrelay/gmailrelay/internal/sender"
+	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
+)
+
+// concurrency is the number of deliveries in flight in the parallel
+// benchmarks: the sender's Cloud Run concurrency.
+const concurrency = 80
+
+// seq numbers every benchmark message in this process, so that keys never
+// repeat across benchmark rounds.
+var seq atomic.Int64
+
+// measure runs op b.N times on concurrency goroutines (or one, if serial)
+// and reports, besides ns/op and allocations: the relay process's CPU per
+// message, the helper's (fake Google's) CPU per message, throughput, and the
+// external calls per message the fakes counted.
+func measure(b *testing.B, r *relay, serial bool, op func(n int64) error) {
+	b.Helper()
+	c0 := r.g.counters(b)
+	l0 := r.Ledger.Stats()
+	h0 := r.g.cpuSeconds()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := processCPU()
+	start := time.Now()
+	if serial {
+		for i := 0; i < b.N; i++ {
+			if err := op(seq.Add(1)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	} else {
+		b.SetParallelism((concurrency + 1) / 2) // × GOMAXPROCS (2 here)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := op(seq.Add(1)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
+	b.StopTimer()
+	h := r.g.cpuSeconds() - h0
+	c := r.g.counters(b).minus(c0)
+	l := r.Ledger.Stats()
+	n := float64(b.N)
+	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/op")
+	b.ReportMetric(h*1e9/n, "helper-cpu-ns/op")
+	b.ReportMetric(n/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(c.SMReads)/n, "sm-reads/op")
+	b.ReportMetric(float64(c.TokenRefreshes)/n, "refreshes/op")
+	b.ReportMetric(float64(l.Writes-l0.Writes)/n, "ledger-writes/op")
+	gmailCalls := c.GmailAttempts + c.NoopSends
+	if gmailCalls != int64(b.N) {
+		b.Fatalf("%d messages made %d Gmail calls; want one each", b.N, gmailCalls)
+	}
+}
+
+func (r *relay) deliver(t *msgTemplate) func(n int64) error {
+	return func(n int64) error {
+		acct := r.Accounts[int(n)%len(r.Accounts)]
+		key := fmt.Sprintf("bench-%d", n)
+		return r.Sender.Handle(r.Ctx, sender.Delivery{MessageID: key, Data: t.data(acct, key, key)})
+	}
+}
+
+// BenchmarkSend is the sender's cost per small message at steady state
+// (tokens cached, connections open), with Gmail at the sandbox and at a
+// no-op endpoint, 80 deliveries in flight; "serial" shows one delivery's
+// latency, which includes the results publisher's bundling delay.
+func BenchmarkSend(b *testing.B) {
+	t := newMsgTemplate()
+	b.Logf("composed message size: %d bytes", t.composedSize())
+	g := startHelper(b)
+	for _, tc := range []struct {
+		name   string
+		noop   bool
+		serial bool
+	}{{"gmail=sandbox", false, false}, {"gmail=noop", true, false}, {"gmail=noop,serial", true, true}} {
+		r := newRelay(b, g, relayOpts{Noop: tc.noop})
+		r.warm(b, t)
+		b.Run(tc.name, func(b *testing.B) { measure(b, r, tc.serial, r.deliver(t)) })
+	}
+	// The production stores, on the Firestore emulator (a separate
+	// process, so its CPU is in neither figure).
+	if os.Getenv("FIRESTORE_EMULATOR_HOST") == "" {
+		b.Log("FIRESTORE_EMULATOR_HOST is not set: skipping store=firestore")
+		return
+	}
+	fs, err := firestore.NewClient(context.Background(), fmt.Sprintf("bench-%d", time.Now().UnixNano()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { fs.Close() })
+	r := newRelay(b, g, relayOpts{Noop: true, Ledger: ledger.NewFirestore(fs), Registry: registry.NewFirestore(fs)})
+	r.warm(b, t)
+	b.Run("gmail=noop,store=firestore", func(b *testing.B) { measure(b, r, false, r.deliver(t)) })
+}
+
+// BenchmarkCloudEvent calls the sender's CloudEvent handler in-process, 80
+// at a time, as the functions framework does after decoding a push:
+//   - handler=sender: the same decode-and-Handle that functions/sender
+//     registers, on the benchmark's stores (in-memory ledger);
+//   - handler=functions.sender,store=local: the registered function itself,
+//     configured from the environment as deployed, with make dev's local
+//     registry and ledger files.
+func BenchmarkCloudEvent(b *testing.B) {
+	t := newMsgTemplate()
+	// functions/sender.Handle reads its configuration once per process, so
+	// the fake Google it is pointed at lives as long as the process.
+	fn := functionsSenderFixture(b)
+	r := newRelay(b, fn.g, relayOpts{Noop: true})
+	r.warm(b, t)
+	newEvent := cloudEvents(b, r, t)
+	handler := func(ctx context.Context, e event.Event) error {
+		// functions/sender's handler body.
+		m, err := pubsubevent.Decode(e)
+		if err != nil {
+			return nil
+		}
+		return r.Sender.Handle(ctx, sender.Delivery{MessageID: m.ID, Data: m.Data, Attributes: m.Attributes})
+	}
+	b.Run("handler=sender", func(b *testing.B) {
+		measure(b, r, false, func(n int64) error { return handler(r.Ctx, newEvent(n)) })
+	})
+	b.Run("handler=functions.sender,store=local", func(b *testing.B) {
+		measure(b, r, false, func(n int64) error { return fnsender.Handle(r.Ctx, newEvent(n)) })
+	})
+}
+
+// cloudEvents returns a maker of messagePublished events for r's accounts.
+// The data carries no idempotency_key, so the Pub/Sub message ID (the event
+// ID) is the key and one encoded request per account serves every event.
+func cloudEvents(b *testing.B, r *relay, t *msgTemplate) func(n int64) event.Event {
+	data := make([][]byte, len(r.Accounts))
+	for i, a := range r.Accounts {
+		req, err := message.Decode(t.data(a, "x", "1"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.IdempotencyKey = ""
+		w := map[string]any{"message": map[string]any{"data": mustJSON(req)}, "subscription": "projects/" + project + "/subscriptions/push"}
+		data[i] = mustJSON(w)
+	}
+	return func(n int64) event.Event {
+		e := event.New()
+		e.SetID(fmt.Sprintf("ce-%d", n))
+		e.SetType(pubsubevent.Type)
+		e.SetSource("//pubsub.googleapis.com/projects/" + project + "/topics/gmail-send")
+		_ = e.SetData("application/json", data[int(n)%len(data)])
+		return e
+	}
+}
+
+type fnFixture struct {
+	g *google
+}
+
+var (
+	fnOnce sync.Once
+	fnFix  *fnFixture
+	fnErr  error
+)
+
+// functionsSenderFixture configures the registered sender function (as
+// deployed, from the environment, with make dev's local stores) against a
+// helper that lives as long as this process, and warms its token cache.
+func functionsSenderFixture(b *testing.B) *fnFixture {
+	b.Helper()
+	fnOnce.Do(func() {
+		g, stop, err := startHelperProcess()
+		if err != nil {
+			fnErr = err
+			return
+		}
+		atProcessExit(stop)
+		state, err := scratchDir("gmailrelay-bench-dev-")
+		if err != nil {
+			fnErr = err
+			return
+		}
+		atProcessExit(func() { os.RemoveAll(state) })
+		for k, v := range map[string]string{
+			"GOOGLE_CLOUD_PROJECT": project, "OAUTH_CLIENT_ID": clientID, "OAUTH_CLIENT_SECRET": clientSecret,
+			"OAUTH_AUTH_URL": g.SandboxURL + sandbox.AuthPath, "OAUTH_TOKEN_URL": g.SandboxURL + sandbox.TokenPath,
+			"OAUTH_REVOKE_URL": g.SandboxURL + sandbox.RevokePath, "STORE_BACKEND": "local", "DEV_STATE_DIR": state,
+			"GMAIL_ENDPOINT": g.NoopURL + "/", "PUBSUB_EMULATOR_HOST": g.PubSubAddr, "SECRET_MANAGER_EMULATOR_HOST": g.SMAddr,
+			"RESULTS_TOPIC": resultsTopic, "CONNECT_URL": connectURL,
+		} {
+			os.Setenv(k, v)
+		}
+		reg, err := registry.NewLocal(filepath.Join(state, "accounts.json"))
+		if err != nil {
+			fnErr = err
+			return
+		}
+		r := newRelay(b, g, relayOpts{Noop: true, Registry: reg})
+		newEvent := cloudEvents(b, r, newMsgTemplate())
+		for range r.Accounts { // warm the function's own token cache
+			if err := fnsender.Handle(r.Ctx, newEvent(seq.Add(1))); err != nil {
+				fnErr = err
+				return
+			}
+		}
+		fnFix = &fnFixture{g: g}
+	})
+	if fnErr != nil {
+		b.Fatal(fnErr)
+	}
+	return fnFix
+}
+
+// BenchmarkBaseline compares the relay with a naive sender as typical
+// samples write one: per message, read the refresh token from Secret
+// Manager, refresh it, and build a new Gmail client; no ledger and no
+// result event. Both run against the sandbox, 80 in flight.
+func BenchmarkBaseline(b *testing.B) {
+	t := newMsgTemplate()
+	g := startHelper(b)
+	r := newRelay(b, g, relayOpts{})
+	r.warm(b, t)
+	conf := &oauth2.Config{ClientID: clientID, ClientSecret: clientSecret, Scopes: oauth.Scopes,
+		Endpoint: oauth2.Endpoint{AuthURL: g.SandboxURL + sandbox.AuthPath, TokenURL: g.SandboxURL + sandbox.TokenPath, AuthStyle: oauth2.AuthStyleInParams}}
+	naive := func(n int64) error {
+		acct := r.Accounts[int(n)%len(r.Accounts)]
+		key := fmt.Sprintf("naive-%d", n)
+		return naiveSend(r.Ctx, r.Tokens, conf, r.GmailURL, t.data(acct, key, key))
+	}
+	b.Run("impl=naive", func(b *testing.B) {
+		// The naive sender has no ledger; count nothing there.
+		measure(b, r, false, naive)
+	})
+	b.Run("impl=relay", func(b *testing.B) { measure(b, r, false, r.deliver(t)) })
+}
+
+// naiveSend is the per-message pattern of typical Gmail API samples.
+func naiveSend(ctx context.Context, tokens *tokenstore.Store, conf *oauth2.Config, endpoint string, data []byte) error {
+	req, err := message.Decode(data)
+	if err != nil {
+		return err
+	}
+	stored, err := tokens.Load(ctx, req.Account)
+	if err != nil {
+		return err
+	}
+	tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: stored.RefreshToken}).Token()
+	if err != nil {
+		return err
+	}
+	svc, err := gmailapi.NewService(ctx, option.WithHTTPClient(conf.Client(ctx, tok)), option.WithEndpoint(endpoint))
+	if err != nil {
+		return err
+	}
+	raw, err := message.Compose(req, message.ComposeOptions{Now: time.Now()})
+	if err != nil {
+		return err
+	}
+	_, err = svc.Users.Messages.Send("me", &gmailapi.Message{Raw: base64.URLEncoding.EncodeToString(raw)}).Context(ctx).Do()
+	return err
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
