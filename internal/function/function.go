@@ -32,15 +32,15 @@ func load[C any, PC interface {
 		ctx := logging.WithLogger(context.Background(), log)
 		cfg, err := config.Load[C, PC](ctx)
 		if err != nil {
-			log.Error("configuration is invalid", "function", name, "error", err.Error())
+			log.Error("configuration is invalid", "error", err.Error())
 			return zero, err
 		}
 		h, err := build(ctx, cfg)
 		if err != nil {
-			log.Error("start-up failed", "function", name, "error", err.Error())
+			log.Error("start-up failed", "error", err.Error())
 			return zero, fmt.Errorf("%s: %w", name, err)
 		}
-		log.Info("function ready", "function", name)
+		log.Info("function ready")
 		return h, nil
 	})
 }

@@ -70,7 +70,7 @@ type Publisher struct {
 // kept short.
 func NewPublisher(client *pubsub.Client, topic string) *Publisher {
 	p := client.Publisher(topic)
-	p.PublishSettings.DelayThreshold = 5 * time.Millisecond
+	p.PublishSettings.DelayThreshold = time.Millisecond
 	return &Publisher{p: p}
 }
 

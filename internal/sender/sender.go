@@ -65,7 +65,14 @@ type Options struct {
 	Lease time.Duration
 	// SendTimeout bounds one Gmail call.
 	SendTimeout time.Duration
-	Now         func() time.Time
+	// PaceBudget is how long one delivery may wait in-process for a
+	// rate-limited account's next send slot before it is nacked instead
+	// (0 means 5 s; negative disables waiting). Waiting here rather than in
+	// Pub/Sub's backoff keeps a burst from burning delivery attempts and
+	// dead-lettering; the budget keeps a delivery well inside the function's
+	// timeout.
+	PaceBudget time.Duration
+	Now        func() time.Time
 }
 
 // Sender handles send requests.
@@ -83,6 +90,10 @@ type hold struct {
 	until time.Time
 	code  gmail.Code
 	msg   string
+	// spacing and next pace a rate-limited account: each waiting delivery
+	// takes the next slot, spacing apart, instead of all retrying at until.
+	spacing time.Duration
+	next    time.Time
 }
 
 // New returns a Sender.
@@ -95,6 +106,9 @@ func New(o Options) (*Sender, error) {
 	}
 	if o.SendTimeout <= 0 {
 		o.SendTimeout = 2 * time.Minute
+	}
+	if o.PaceBudget == 0 {
+		o.PaceBudget = 5 * time.Second
 	}
 	if o.Lease <= o.SendTimeout {
 		o.Lease = o.SendTimeout + time.Minute
@@ -216,20 +230,40 @@ func (j *job) run(ctx context.Context) error {
 			Message: j.account + " needs to be reconnected: " + acct.LastError})
 	}
 
-	if h, ok := s.held(j.account, now); ok {
-		f := &gmail.Failure{Code: h.code, Message: h.msg, RetryAfter: h.until, Retryable: h.code == gmail.CodeRateLimited}
-		if f.Retryable {
-			return j.retry(ctx, f, nil)
-		}
-		return j.fail(ctx, f)
-	}
-
 	raw, err := j.compose(now)
 	if err != nil {
 		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeInvalidRequest, Message: err.Error()})
 	}
 
-	sent, f := j.send(ctx, raw)
+	var sent *gmail.Sent
+	var f *gmail.Failure
+	budget := s.opts.PaceBudget
+	for {
+		wait, h, ok := s.reserve(j.account, s.opts.Now(), budget)
+		if !ok {
+			f := &gmail.Failure{Code: h.code, Message: h.msg, RetryAfter: h.until, Retryable: h.code == gmail.CodeRateLimited}
+			if f.Retryable {
+				return j.retry(ctx, f, nil)
+			}
+			return j.fail(ctx, f)
+		}
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return j.retry(ctx, &gmail.Failure{Code: gmail.CodeRateLimited, Retryable: true, Message: h.msg}, ctx.Err())
+			case <-time.After(wait):
+			}
+			budget -= wait
+		}
+		sent, f = j.send(ctx, raw)
+		if f == nil || f.Code != gmail.CodeRateLimited || f.RetryAfter.IsZero() {
+			break
+		}
+		s.hold(j.account, hold{until: f.RetryAfter, code: f.Code, msg: f.Message}, s.opts.Now())
+		if budget <= 0 {
+			break
+		}
+	}
 	// From here on the sender records what Gmail did, or may have done. The
 	// delivery's context can end at any moment (the push request timed out,
 	// the client went away); if that stopped the ledger write, the record
@@ -272,7 +306,7 @@ func (j *job) run(ctx context.Context) error {
 			until = s.opts.Now().Add(time.Hour)
 		}
 		if !until.IsZero() {
-			s.hold(j.account, hold{until: until, code: f.Code, msg: f.Message})
+			s.hold(j.account, hold{until: until, code: f.Code, msg: f.Message}, s.opts.Now())
 		}
 	}
 	if f.Retryable {
@@ -432,22 +466,45 @@ func (s *Sender) reconnectURL(account string) string {
 	return s.opts.ConnectURL + "?" + url.Values{"login_hint": {account}}.Encode()
 }
 
-func (s *Sender) held(account string, now time.Time) (hold, bool) {
+// reserve decides whether a delivery for account may send now. Without a
+// hold it may (wait 0). A daily-limit hold refuses. A rate-limit hold hands
+// out the account's next slot if it comes within budget, so a burst drains
+// at the pace Gmail allows instead of all deliveries retrying at once.
+func (s *Sender) reserve(account string, now time.Time, budget time.Duration) (time.Duration, hold, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h, ok := s.holds[account]
 	if !ok {
-		return hold{}, false
+		return 0, hold{}, true
 	}
-	if !now.Before(h.until) {
+	if !now.Before(h.until) && !now.Before(h.next) {
 		delete(s.holds, account)
-		return hold{}, false
+		return 0, hold{}, true
 	}
-	return h, true
+	if h.code != gmail.CodeRateLimited {
+		return 0, h, false
+	}
+	at := h.until
+	if h.next.After(at) {
+		at = h.next
+	}
+	wait := at.Sub(now)
+	if wait > budget {
+		return 0, h, false
+	}
+	h.next = at.Add(h.spacing)
+	s.holds[account] = h
+	return wait, h, true
 }
 
-func (s *Sender) hold(account string, h hold) {
+// hold pauses account until h.until. A rate-limit hold spaces the waiting
+// deliveries by the interval Gmail asked for, within 50–500 ms.
+func (s *Sender) hold(account string, h hold, now time.Time) {
+	h.spacing = min(max(h.until.Sub(now), 50*time.Millisecond), 500*time.Millisecond)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if cur, ok := s.holds[account]; ok && cur.next.After(h.next) {
+		h.next = cur.next
+	}
 	s.holds[account] = h
 }
