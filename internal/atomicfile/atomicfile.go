@@ -5,7 +5,10 @@
 package atomicfile
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -49,4 +52,27 @@ func Write(path string, data []byte, perm os.FileMode) (err error) {
 		_ = d.Close()
 	}
 	return nil
+}
+
+// ReadJSON decodes the JSON file at path into v, creating path's directory
+// (mode 0700) so a later Write can succeed. A missing file is not an error:
+// found is false and v is untouched, which the local stores take as empty.
+func ReadJSON(path string, v any) (found bool, err error) {
+	if path == "" {
+		return false, errors.New("atomicfile: empty path")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return false, fmt.Errorf("atomicfile: %w", err)
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("atomicfile: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("atomicfile: parsing %s: %w", path, err)
+	}
+	return true, nil
 }

@@ -4,11 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -40,23 +36,10 @@ type localFile struct {
 // missing file is an empty ledger; records already past their TTL are
 // dropped on load, which is how the file stays small.
 func NewLocal(path string) (*Local, error) {
-	if path == "" {
-		return nil, errors.New("ledger.NewLocal: empty path")
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("ledger.NewLocal: %w", err)
-	}
 	l := &Local{path: path, recs: make(map[string]*Record)}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return l, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ledger.NewLocal: %w", err)
-	}
 	var f localFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("ledger.NewLocal: parsing %s: %w", path, err)
+	if _, err := atomicfile.ReadJSON(path, &f); err != nil {
+		return nil, fmt.Errorf("ledger.NewLocal: %w", err)
 	}
 	now := time.Now()
 	for _, r := range f.Records {

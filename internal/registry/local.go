@@ -4,11 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -39,23 +35,10 @@ type localFile struct {
 // NewLocal opens the registry persisted at path, creating its directory. A
 // missing file is an empty registry.
 func NewLocal(path string) (*Local, error) {
-	if path == "" {
-		return nil, errors.New("registry.NewLocal: empty path")
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("registry.NewLocal: %w", err)
-	}
 	l := &Local{path: path, accounts: make(map[string]*Account)}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return l, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("registry.NewLocal: %w", err)
-	}
 	var f localFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("registry.NewLocal: parsing %s: %w", path, err)
+	if _, err := atomicfile.ReadJSON(path, &f); err != nil {
+		return nil, fmt.Errorf("registry.NewLocal: %w", err)
 	}
 	for _, a := range f.Accounts {
 		if a == nil || checkEmail(a.Email) != nil {
