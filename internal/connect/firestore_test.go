@@ -2,12 +2,8 @@ package connect_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"testing"
 	"time"
-
-	"cloud.google.com/go/firestore"
 
 	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/testenv"
@@ -18,16 +14,7 @@ import (
 func TestConfirmFirestore(t *testing.T) {
 	t.Parallel()
 	testenv.Integration(t)
-	testenv.FirestoreEmulator(t)
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	fs, err := firestore.NewClient(context.Background(), "connect-test-"+hex.EncodeToString(b[:]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = fs.Close() })
+	fs := testenv.FirestoreClient(t)
 
 	const email = "alice@example.com"
 	h := newHarness(t, setup{registry: registry.NewFirestore(fs)})

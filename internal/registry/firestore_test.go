@@ -2,8 +2,6 @@ package registry_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net"
 	"testing"
@@ -21,33 +19,16 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/testenv"
 )
 
-// emulatorClient returns a client of the Firestore emulator on a project of
-// its own, so that no two tests see each other's documents.
-func emulatorClient(t *testing.T) *firestore.Client {
-	t.Helper()
-	testenv.FirestoreEmulator(t)
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	c, err := firestore.NewClient(context.Background(), "test-"+hex.EncodeToString(b[:]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
 func TestFirestoreContract(t *testing.T) {
 	t.Parallel()
-	emulatorClient(t) // skips the whole suite, or fails it under CI, without an emulator
-	runContract(t, func(t *testing.T) store { return registry.NewFirestore(emulatorClient(t)) })
+	testenv.FirestoreClient(t) // skips the whole suite, or fails it under CI, without an emulator
+	runContract(t, func(t *testing.T) store { return registry.NewFirestore(testenv.FirestoreClient(t)) })
 }
 
 func TestFirestoreDocumentLayout(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := emulatorClient(t)
+	c := testenv.FirestoreClient(t)
 	s := registry.NewFirestore(c)
 	a := account(" Alice@Example.com", registry.StatusConnected)
 	a.LastRefreshAt = t0.Add(time.Minute)

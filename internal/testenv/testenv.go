@@ -4,9 +4,14 @@
 package testenv
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"testing"
+
+	"cloud.google.com/go/firestore"
 )
 
 // InCI reports whether the tests run under CI, where nothing may be skipped.
@@ -68,4 +73,22 @@ func Chromium(t testing.TB) string {
 	}
 	Require(t, false, "Chromium", "apt-get install chromium")
 	return ""
+}
+
+// FirestoreClient returns a Firestore client on the emulator, in a project
+// of its own so that tests never see each other's documents; it closes with
+// the test.
+func FirestoreClient(t testing.TB) *firestore.Client {
+	t.Helper()
+	FirestoreEmulator(t)
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	c, err := firestore.NewClient(context.Background(), "test-"+hex.EncodeToString(b[:]))
+	if err != nil {
+		t.Fatalf("Firestore client on the emulator: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
