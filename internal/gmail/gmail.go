@@ -7,7 +7,6 @@ package gmail
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,16 +19,16 @@ import (
 	"google.golang.org/api/option"
 )
 
-// SimpleSendLimit is the raw size above which the upload endpoint is used:
-// the JSON send carries base64 (a third larger) and Gmail documents the
-// simple request for small messages only.
-const SimpleSendLimit = 5 << 20
+// ResumableAbove is the raw size above which Send uses a resumable upload.
+const ResumableAbove = 5 << 20
+
+// ResumableChunk is the piece a resumable upload sends per request: a
+// multiple of googleapi.MinUploadChunkSize (256 KiB), and 4 MiB of memory
+// per large send where the library's default would take 16 MiB.
+const ResumableChunk = 4 << 20
 
 // MaxMessageSize is Gmail's limit for one message.
 const MaxMessageSize = 35 << 20
-
-// resumableChunk is the chunk size for resumable uploads of large messages.
-const resumableChunk = 16 << 20
 
 // Client builds per-account Gmail services that share one transport.
 type Client struct {
@@ -44,6 +43,10 @@ func New(endpoint string, base http.RoundTripper) *Client {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns = 256
 		t.MaxIdleConnsPerHost = 128
+		// Room for the header and a whole ordinary message, so that a
+		// request leaves in one write system call rather than one per 4 KiB
+		// (on loopback a write costs tens of microseconds).
+		t.WriteBufferSize = 64 << 10
 		base = t
 	}
 	return &Client{endpoint: endpoint, base: base}
@@ -52,7 +55,7 @@ func New(endpoint string, base http.RoundTripper) *Client {
 // Service returns a Gmail service that authenticates with ts. Callers keep
 // one per account: building it per message is measurable waste.
 func (c *Client) Service(ctx context.Context, ts oauth2.TokenSource) (*gmailapi.Service, error) {
-	hc := &http.Client{Transport: &oauth2.Transport{Source: ts, Base: c.base}}
+	hc := &http.Client{Transport: &oauth2.Transport{Source: ts, Base: sizedTransport{c.base}}}
 	opts := []option.ClientOption{option.WithHTTPClient(hc)}
 	if c.endpoint != "" {
 		opts = append(opts, option.WithEndpoint(c.endpoint))
@@ -70,8 +73,17 @@ type Sent struct {
 	ThreadID string
 }
 
-// Send sends raw as the authenticated user ("me"). Messages above
-// SimpleSendLimit go through the upload endpoint. The returned error is
+// Send sends raw as the authenticated user ("me") through the upload
+// endpoint: up to ResumableAbove as one multipart request streamed from raw,
+// above it as a resumable upload in ResumableChunk pieces.
+//
+// Never the JSON send with base64 "raw": the client library marshals that
+// string and then compacts the marshalled bytes again, which cost more CPU
+// than all the rest of a delivery (154 µs of 918 µs for a 10 KB message).
+// Large messages stay resumable because after a reset the library asks
+// Gmail how far the upload got and gets the answer, where one request
+// would leave the send ambiguous; the chunk is small because the library
+// copies each chunk into a buffer of that size. The returned error is
 // classified with Classify; ErrBodySent wraps failures that happened after
 // the whole request body was written.
 func Send(ctx context.Context, svc *gmailapi.Service, raw []byte, threadID string) (*Sent, error) {
@@ -86,13 +98,13 @@ func Send(ctx context.Context, svc *gmailapi.Service, raw []byte, threadID strin
 			}
 		},
 	})
-	msg := &gmailapi.Message{ThreadId: threadID}
-	call := svc.Users.Messages.Send("me", msg).Context(ctx).Fields("id", "threadId")
-	if len(raw) > SimpleSendLimit {
-		call = call.Media(bytes.NewReader(raw), googleapi.ContentType("message/rfc822"), googleapi.ChunkSize(resumableChunk))
-	} else {
-		msg.Raw = base64.URLEncoding.EncodeToString(raw)
+	chunk := 0 // one multipart request
+	if len(raw) > ResumableAbove {
+		chunk = ResumableChunk
 	}
+	call := svc.Users.Messages.Send("me", &gmailapi.Message{ThreadId: threadID}).
+		Context(ctx).Fields("id", "threadId").
+		Media(bytes.NewReader(raw), googleapi.ContentType("message/rfc822"), googleapi.ChunkSize(chunk))
 	out, err := call.Do()
 	if err != nil {
 		if wrote.Load() && !hasStatus(err) {

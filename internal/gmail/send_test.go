@@ -71,9 +71,10 @@ func sendContext(t *testing.T, e *sendertest.Env, fault sandbox.Fault) context.C
 	return ctx
 }
 
-// TestSendForms: small messages use the simple send, larger ones the upload
-// endpoint (one multipart request up to the chunk size, resumable above),
-// and Gmail gets the bytes unchanged and the thread ID.
+// TestSendForms: every size goes through the upload endpoint (never the
+// JSON send): one multipart request up to ResumableAbove, a resumable
+// session in ResumableChunk pieces above, and Gmail gets the bytes
+// unchanged and the thread ID.
 func TestSendForms(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -81,10 +82,11 @@ func TestSendForms(t *testing.T) {
 		size           int
 		simple, upload int // requests per route
 	}{
-		{"small", 4 << 10, 1, 0},
-		{"just under the limit", gmail.SimpleSendLimit - 1024, 1, 0},
-		{"multipart upload", 6 << 20, 0, 1},
-		{"resumable upload", 20 << 20, 0, 3}, // open the session, then two chunks
+		{"small", 4 << 10, 0, 1},
+		{"multipart at the limit", gmail.ResumableAbove, 0, 1},
+		{"resumable", gmail.ResumableAbove + 1024, 0, 3}, // open the session, then two pieces
+		{"resumable, 20 MB", 20 << 20, 0, 1 + 5},         // the session, five pieces
+		{"just under Gmail's limit", gmail.MaxMessageSize - 1024, 0, 1 + 9},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -157,10 +159,12 @@ func TestSendFaults(t *testing.T) {
 		{sandbox.HangAfterBody, gmail.CodeGmailError, true, true, true},
 		{sandbox.ResetAfterBody, gmail.CodeGmailError, true, true, true},
 	}
-	for _, size := range []int{4 << 10, 6 << 20} {
-		form := "simple"
-		if size > gmail.SimpleSendLimit {
-			form = "upload"
+	// Both sizes are one multipart request; resumable uploads have
+	// TestResumableFaults.
+	for _, size := range []int{4 << 10, gmail.ResumableAbove} {
+		form := "small"
+		if size > 1<<20 {
+			form = "large"
 		}
 		for _, c := range cases {
 			t.Run(form+"/"+string(c.fault), func(t *testing.T) {
@@ -262,13 +266,12 @@ func TestSendUnreachable(t *testing.T) {
 	}
 }
 
-// TestResumableFaults: above the chunk size the client library resumes a
-// chunk on its own after a reset. One Send must still leave at most one copy,
+// TestResumableFaults: above ResumableAbove the client library resumes a
+// piece on its own after a reset. One Send must still leave at most one copy,
 // say so when it cannot know, and never report a failure for a message the
 // sandbox answered.
 func TestResumableFaults(t *testing.T) {
 	t.Parallel()
-	testenv.Integration(t) // 20 MB messages: slow under -race
 	cases := []struct {
 		fault     sandbox.Fault
 		ok        bool // the library resumed and got the answer
@@ -293,7 +296,7 @@ func TestResumableFaults(t *testing.T) {
 			if err := e.Sandbox.InjectGmailErrors(account, c.fault, 1); err != nil {
 				t.Fatal(err)
 			}
-			sent, err := gmail.Send(sendContext(t, e, c.fault), svc, message(t, 20<<20), "")
+			sent, err := gmail.Send(sendContext(t, e, c.fault), svc, message(t, gmail.ResumableAbove+gmail.ResumableChunk), "")
 			out := e.Outbox()
 			if n := len(out) - 1; n != c.stored {
 				t.Fatalf("one Send left %d copies in the outbox; want %d", n, c.stored)

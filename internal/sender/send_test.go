@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gmailrelay/gmailrelay/internal/gmail"
 	"github.com/gmailrelay/gmailrelay/internal/ledger"
 	"github.com/gmailrelay/gmailrelay/internal/message"
 	"github.com/gmailrelay/gmailrelay/internal/results"
@@ -57,8 +58,8 @@ func TestHappyPath(t *testing.T) {
 		if rec.State != ledger.StateSent || rec.GmailMessageID != out[0].ID || rec.Attempts != 1 || !rec.LeaseUntil.IsZero() {
 			t.Errorf("ledger record = %+v", rec)
 		}
-		if n := e.Requests.Count(sendertest.RouteSend); n != 1 || e.Requests.Count(sendertest.RouteUpload) != 0 {
-			t.Errorf("Gmail saw %d simple and %d upload sends; want 1 and 0", n, e.Requests.Count(sendertest.RouteUpload))
+		if n := e.Requests.Count(sendertest.RouteSend); n != 0 || e.Requests.Count(sendertest.RouteUpload) != 1 {
+			t.Errorf("Gmail saw %d simple and %d upload sends; want 0 and 1", n, e.Requests.Count(sendertest.RouteUpload))
 		}
 
 		// Another key composes another Message-ID; the same key, on a
@@ -118,7 +119,7 @@ func TestRawMode(t *testing.T) {
 	})
 }
 
-// TestUploadEndpoint: a message over 5 MB goes through the upload endpoint,
+// TestUploadEndpoint: a message over 5 MB goes through a resumable upload,
 // and its attachment arrives byte for byte.
 func TestUploadEndpoint(t *testing.T) {
 	t.Parallel()
@@ -138,13 +139,15 @@ func TestUploadEndpoint(t *testing.T) {
 		if r := oneResult(t, e); r.Event.Status != results.StatusSent {
 			t.Fatalf("result = %+v", r.Event)
 		}
-		if up, simple := e.Requests.Count(sendertest.RouteUpload), e.Requests.Count(sendertest.RouteSend); up != 1 || simple != 0 {
-			t.Errorf("Gmail saw %d upload and %d simple sends; want 1 and 0", up, simple)
-		}
 		out := e.Outbox()
 		wantOutbox(t, e, 1)
-		if out[0].Size <= 5<<20 {
-			t.Errorf("the composed message is %d bytes; the test needs it over 5 MB", out[0].Size)
+		if out[0].Size <= gmail.ResumableAbove {
+			t.Fatalf("the composed message is %d bytes; the test needs it over %d", out[0].Size, gmail.ResumableAbove)
+		}
+		// A resumable session: one request to open it, one per piece.
+		pieces := (int(out[0].Size) + gmail.ResumableChunk - 1) / gmail.ResumableChunk
+		if up, simple := e.Requests.Count(sendertest.RouteUpload), e.Requests.Count(sendertest.RouteSend); up != 1+pieces || simple != 0 {
+			t.Errorf("Gmail saw %d upload and %d simple sends; want %d and 0", up, simple, 1+pieces)
 		}
 		var found bool
 		for _, p := range readEML(t, out[0].Path).parts(t) {
