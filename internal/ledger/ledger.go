@@ -5,7 +5,8 @@
 // that second send flagged as a possible duplicate.
 //
 // Two implementations share the Store contract: Firestore for production and
-// Local, a JSON-file store for make dev.
+// Local for make dev, which keeps the records in memory and journals every
+// change to a JSON-lines file so that a restarted dev server remembers them.
 package ledger
 
 import (
