@@ -2,10 +2,12 @@ package message
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"mime"
 	"net/mail"
 	"slices"
@@ -15,6 +17,7 @@ import (
 
 	gomessage "github.com/emersion/go-message"
 	gomail "github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
 )
 
 // ComposeOptions are the inputs of Compose that are not in the request.
@@ -24,6 +27,14 @@ type ComposeOptions struct {
 	// MessageIDDomain is the right-hand side of the Message-ID; empty means
 	// the account's domain.
 	MessageIDDomain string
+	// MessageIDKey, when not empty, is the key the Message-ID derives from
+	// in place of r.IdempotencyKey: the sender's key may come from the
+	// Pub/Sub message rather than the request.
+	MessageIDKey string
+	// Validated says that r is what Decode returned, unchanged, so
+	// Compose need not run Validate a second time. compose itself never
+	// writes an injected header or an oversized message either way.
+	Validated bool
 }
 
 // Compose validates r and returns the RFC 5322 message to hand to
@@ -46,8 +57,10 @@ type ComposeOptions struct {
 // composes the same ID; without a key it is random. A message over
 // MaxMessageSize is refused with a *SizeError.
 func Compose(r *Request, opts ComposeOptions) ([]byte, error) {
-	if err := r.Validate(); err != nil {
-		return nil, err
+	if !opts.Validated {
+		if err := r.Validate(); err != nil {
+			return nil, err
+		}
 	}
 	if len(r.Raw) > 0 {
 		return r.Raw, nil
@@ -76,6 +89,7 @@ type part struct {
 	text     string           // body of a text leaf
 	data     []byte           // body of an attachment leaf
 	children []*part
+	boundary string // of a container
 }
 
 // compose builds the message without validating r. It is kept apart from
@@ -100,8 +114,8 @@ func compose(r *Request, opts ComposeOptions) ([]byte, error) {
 		return nil, fmt.Errorf("message: compose: %w: message ID domain %s is not an ASCII host name", ErrInvalid, quote(domain))
 	}
 	msgID := randomMessageID(domain)
-	if r.IdempotencyKey != "" {
-		msgID = MessageID(r.IdempotencyKey, domain)
+	if k := cmp.Or(opts.MessageIDKey, r.IdempotencyKey); k != "" {
+		msgID = MessageID(k, domain)
 	}
 
 	root, err := tree(r)
@@ -115,11 +129,10 @@ func compose(r *Request, opts ComposeOptions) ([]byte, error) {
 
 	w := &cappedBuffer{limit: MaxMessageSize}
 	w.buf.Grow(estimateSize(r))
-	mw, err := gomessage.CreateWriter(w, h.Header)
-	if err != nil {
+	if err := textproto.WriteHeader(w, h.Header.Header); err != nil {
 		return nil, fmt.Errorf("message: compose: %w", err)
 	}
-	if err := writeBody(mw, root); err != nil {
+	if _, err := writeEntity(w, root, nil); err != nil {
 		return nil, fmt.Errorf("message: compose: %w", err)
 	}
 	if w.n > MaxMessageSize {
@@ -336,7 +349,7 @@ func container(mediaType string, params map[string]string, children []*part) *pa
 		params = make(map[string]string, 1)
 	}
 	params["boundary"] = boundary()
-	p := &part{children: children}
+	p := &part{children: children, boundary: params["boundary"]}
 	p.header.SetContentType(mediaType, params)
 	return p
 }
@@ -382,30 +395,33 @@ func attachmentPart(i int, a Attachment) (*part, error) {
 	return p, nil
 }
 
-// writeBody writes the body of entity p into w, which already has p's
-// header, and closes w.
-func writeBody(w *gomessage.Writer, p *part) error {
-	for _, c := range p.children {
-		cw, err := w.CreatePart(c.header)
-		if err != nil {
-			return err
-		}
-		if err := writeBody(cw, c); err != nil {
-			return err
-		}
-	}
+// writeEntity writes the body of entity p into w, which already has p's
+// header: the parts of a container between its boundaries, or a leaf's
+// text quoted-printable or data base64. scratch is the encoders' buffer,
+// handed back for reuse. go-message's textproto layer writes the
+// boundaries and part headers; the encoding is this package's, because
+// go-message's quoted-printable writer was the largest cost of composing.
+func writeEntity(w io.Writer, p *part, scratch []byte) ([]byte, error) {
 	if len(p.children) == 0 {
-		var err error
 		if p.data != nil {
-			_, err = w.Write(p.data)
-		} else {
-			_, err = w.Write([]byte(p.text))
+			return writeBase64Lines(w, p.data, scratch)
 		}
+		return writeQP(w, p.text, scratch)
+	}
+	mw := textproto.NewMultipartWriter(w)
+	if err := mw.SetBoundary(p.boundary); err != nil {
+		return scratch, err
+	}
+	for _, c := range p.children {
+		cw, err := mw.CreatePart(c.header.Header)
 		if err != nil {
-			return err
+			return scratch, err
+		}
+		if scratch, err = writeEntity(cw, c, scratch); err != nil {
+			return scratch, err
 		}
 	}
-	return w.Close()
+	return scratch, mw.Close()
 }
 
 // cappedBuffer keeps at most limit bytes but counts everything written, so

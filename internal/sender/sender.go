@@ -377,9 +377,8 @@ func (j *job) compose(now time.Time) ([]byte, error) {
 	}
 	// The Message-ID derives from the idempotency key, so every delivery
 	// of one request composes the same message, whichever way the key came.
-	req := *j.req
-	req.IdempotencyKey = j.key
-	return message.Compose(&req, message.ComposeOptions{Now: now})
+	// Decode validated the request.
+	return message.Compose(j.req, message.ComposeOptions{Now: now, MessageIDKey: j.key, Validated: true})
 }
 
 func (j *job) markReauth(ctx context.Context, reason string) {
