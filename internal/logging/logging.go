@@ -24,11 +24,23 @@ const (
 // Redacted replaces the value of any attribute whose key names a secret.
 const Redacted = "[REDACTED]"
 
-// secretKey matches attribute keys whose values must never reach a log, even
-// when a caller forgets: anything ending in token, secret or password, and the
-// OAuth code, verifier, headers and mail bodies by exact name. Keys are
-// compared lower-cased; "error_code" and the like stay readable.
-var secretKey = regexp.MustCompile(`(token|secret|password)$|^(code|code_verifier|verifier|authorization|cookie|set-cookie|raw|body|html|text|state)$`)
+// isSecretKey reports whether an attribute key names a value that must never
+// reach a log, even when a caller forgets: anything ending in token, secret
+// or password, and the OAuth code, verifier, headers and mail bodies by exact
+// name. Keys are compared lower-cased; "error_code" and the like stay
+// readable. It runs for every attribute of every line, so it is plain string
+// tests rather than a regular expression.
+func isSecretKey(key string) bool {
+	k := strings.ToLower(key) // no allocation when key is already lower case
+	if strings.HasSuffix(k, "token") || strings.HasSuffix(k, "secret") || strings.HasSuffix(k, "password") {
+		return true
+	}
+	switch k {
+	case "code", "code_verifier", "verifier", "authorization", "cookie", "set-cookie", "raw", "body", "html", "text", "state":
+		return true
+	}
+	return false
+}
 
 // ParseLevel maps LOG_LEVEL strings ("debug", "info", "warning", "error") to
 // slog levels. Unknown values are an error so a typo is caught at start-up.
@@ -88,7 +100,7 @@ func replaceAttr(groups []string, a slog.Attr) slog.Attr {
 			return a
 		}
 	}
-	if secretKey.MatchString(strings.ToLower(a.Key)) && a.Value.Kind() != slog.KindGroup {
+	if a.Value.Kind() != slog.KindGroup && isSecretKey(a.Key) {
 		if a.Value.Kind() == slog.KindString && a.Value.String() == "" {
 			return a
 		}

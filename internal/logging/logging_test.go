@@ -132,3 +132,18 @@ func TestParseLevel(t *testing.T) {
 		t.Error("ParseLevel(loud) succeeded")
 	}
 }
+
+func TestIsSecretKey(t *testing.T) {
+	t.Parallel()
+	for key, want := range map[string]bool{
+		"refresh_token": true, "Access_Token": true, "client_secret": true, "PASSWORD": true, "token": true,
+		"code": true, "code_verifier": true, "verifier": true, "Authorization": true, "cookie": true,
+		"set-cookie": true, "raw": true, "body": true, "html": true, "text": true, "state": true,
+		"error_code": false, "codes": false, "tokens": false, "account": false, "state_change": false,
+		"body_size": false, "subject": false, "": false,
+	} {
+		if got := isSecretKey(key); got != want {
+			t.Errorf("isSecretKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+}

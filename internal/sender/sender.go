@@ -133,9 +133,6 @@ const recordTimeout = 30 * time.Second
 
 // Handle processes one delivery. nil means acknowledge.
 func (s *Sender) Handle(ctx context.Context, d Delivery) error {
-	log := logging.FromContext(ctx).With("pubsub_message_id", d.MessageID)
-	ctx = logging.WithLogger(ctx, log)
-
 	req, decodeErr := message.Decode(d.Data)
 	key := d.Attributes["idempotency_key"]
 	account := ""
@@ -165,11 +162,13 @@ func (s *Sender) Handle(ctx context.Context, d Delivery) error {
 	if key == "" {
 		// Nothing identifies this delivery; it cannot be deduplicated or
 		// reported against anything, so record it and drop it.
-		log.ErrorContext(ctx, "delivery without message ID or idempotency key dropped")
+		logging.FromContext(ctx).ErrorContext(ctx, "delivery without message ID or idempotency key dropped")
 		return nil
 	}
 	j := &job{s: s, d: d, key: key, account: account, req: req}
-	log = log.With("idempotency_key", key, "account", account)
+	// One With for the delivery: each costs a pre-formatting of its
+	// attributes, per message.
+	log := logging.FromContext(ctx).With("pubsub_message_id", d.MessageID, "idempotency_key", key, "account", account)
 	ctx = logging.WithLogger(ctx, log)
 
 	rec, outcome, err := s.opts.Ledger.Claim(ctx, key, ledger.ClaimRequest{
