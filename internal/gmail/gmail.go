@@ -91,6 +91,7 @@ func Send(ctx context.Context, svc *gmailapi.Service, raw []byte, threadID strin
 		return nil, fmt.Errorf("gmail.Send: %w", &TooLargeError{Size: len(raw)})
 	}
 	var wrote atomic.Bool
+	ctx = context.WithValue(ctx, sizeHintKey{}, len(raw))
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(i httptrace.WroteRequestInfo) {
 			if i.Err == nil {
