@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
-	"hash/fnv"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -22,71 +20,25 @@ type countingLedger interface {
 	Get(ctx context.Context, key string) (*ledger.Record, error)
 }
 
-// shardedLedger spreads keys over many ledger.Local files. ledger.Local
-// rewrites its whole file on every write, so one file holding 10,000 records
-// makes each write cost milliseconds; many small files keep the real Claim,
-// Finish, Release and MarkAmbiguous logic at a cost that does not grow with
-// the run. The files live on tmpfs where there is one.
-type shardedLedger struct {
-	shards []*ledger.Local
-}
-
-func newShardedLedger(tb testing.TB, n int) *shardedLedger {
+// newLocalLedger is make dev's ledger, the real Claim, Finish, Release and
+// MarkAmbiguous logic behind an append-only journal, in a scratch directory
+// (on tmpfs where there is one).
+func newLocalLedger(tb testing.TB) *ledger.Local {
 	tb.Helper()
-	dir := tbScratch(tb, "gmailrelay-bench-ledger-")
-	l := &shardedLedger{}
-	for i := 0; i < n; i++ {
-		s, err := ledger.NewLocal(filepath.Join(dir, fmt.Sprintf("sends-%03d.json", i)))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		l.shards = append(l.shards, s)
+	l, err := ledger.NewLocal(filepath.Join(tbScratch(tb, "gmailrelay-bench-ledger-"), "sends.json"))
+	if err != nil {
+		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { _ = l.Close() })
 	return l
-}
-
-func (l *shardedLedger) shard(key string) *ledger.Local {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return l.shards[h.Sum32()%uint32(len(l.shards))]
-}
-
-func (l *shardedLedger) Claim(ctx context.Context, key string, c ledger.ClaimRequest) (*ledger.Record, ledger.ClaimOutcome, error) {
-	return l.shard(key).Claim(ctx, key, c)
-}
-
-func (l *shardedLedger) Finish(ctx context.Context, key string, f ledger.Finish) error {
-	return l.shard(key).Finish(ctx, key, f)
-}
-
-func (l *shardedLedger) Release(ctx context.Context, key, code, msg string, now time.Time) error {
-	return l.shard(key).Release(ctx, key, code, msg, now)
-}
-
-func (l *shardedLedger) MarkAmbiguous(ctx context.Context, key string, now time.Time) error {
-	return l.shard(key).MarkAmbiguous(ctx, key, now)
-}
-
-func (l *shardedLedger) Get(ctx context.Context, key string) (*ledger.Record, error) {
-	return l.shard(key).Get(ctx, key)
-}
-
-func (l *shardedLedger) Stats() ledger.Stats {
-	var s ledger.Stats
-	for _, sh := range l.shards {
-		st := sh.Stats()
-		s.Reads += st.Reads
-		s.Writes += st.Writes
-	}
-	return s
 }
 
 // memLedger keeps records in memory only and counts reads and writes as
 // ledger.Firestore bills them (Claim: a create, or a read plus a write on
 // takeover; Finish and MarkAmbiguous: one write; Release: a read and a
 // write). Benchmarks use it so that the figure is the sender's cost, not a
-// store's: ledger.Local's whole-file rewrite would dominate, and the
-// Firestore client's cost belongs to a Firestore benchmark.
+// store's: ledger.Local's journal append is a system call per change, and
+// the Firestore client's cost belongs to a Firestore benchmark.
 type memLedger struct {
 	mu            sync.Mutex
 	recs          map[string]*ledger.Record

@@ -28,7 +28,7 @@ import (
 func reliabilityRelay(t *testing.T, accounts int) (*google, *relay) {
 	t.Helper()
 	g := startInProcess(t)
-	r := newRelay(t, g, relayOpts{Ledger: newShardedLedger(t, 64), Accounts: accounts, Subscribe: true,
+	r := newRelay(t, g, relayOpts{Ledger: newLocalLedger(t), Accounts: accounts, Subscribe: true,
 		SendTimeout: 30 * time.Second, Lease: time.Minute})
 	return g, r
 }
