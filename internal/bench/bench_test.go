@@ -48,7 +48,7 @@ func measure(b *testing.B, r *relay, serial bool, op func(n int64) error) {
 	h0 := r.g.cpuSeconds()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	user0, sys0 := processCPUSplit()
 	start := time.Now()
 	if serial {
 		for i := 0; i < b.N; i++ {
@@ -68,13 +68,15 @@ func measure(b *testing.B, r *relay, serial bool, op func(n int64) error) {
 		})
 	}
 	elapsed := time.Since(start)
-	cpu := processCPU() - cpu0
+	user1, sys1 := processCPUSplit()
+	cpu, sys := user1-user0+sys1-sys0, sys1-sys0
 	b.StopTimer()
 	h := r.g.cpuSeconds() - h0
 	c := r.g.counters(b).minus(c0)
 	l := r.Ledger.Stats()
 	n := float64(b.N)
 	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/op")
+	b.ReportMetric(float64(sys.Nanoseconds())/n, "sys-cpu-ns/op")
 	b.ReportMetric(h*1e9/n, "helper-cpu-ns/op")
 	b.ReportMetric(n/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(c.SMReads)/n, "sm-reads/op")
