@@ -3,11 +3,10 @@ package message
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
+	"strconv"
 )
 
 // Decode reads a send request from Pub/Sub message data and validates it.
@@ -38,16 +37,20 @@ func Decode(data []byte) (*Request, error) {
 // be trusted, so no later problem is worth reporting.
 var errMalformed = errors.New("malformed JSON")
 
+// strictBase64 is built once: Strict returns a new Encoding on every call.
+var strictBase64 = base64.StdEncoding.Strict()
+
 // jsonReader walks the request token by token. It does so, rather than
 // unmarshal into a struct, to match field names exactly, to see nulls and
 // duplicate keys, and to name the path of every problem.
 type jsonReader struct {
-	dec *json.Decoder
+	dec scanner
 	p   problems
 }
 
 func decodeJSON(data []byte) (*Request, error) {
-	d := &jsonReader{dec: json.NewDecoder(bytes.NewReader(data))}
+	d := &jsonReader{dec: newScanner(data)}
+	defer d.dec.release()
 	r := new(Request)
 	if err := d.request(r); err != nil {
 		if errors.Is(err, errMalformed) {
@@ -62,7 +65,7 @@ func decodeJSON(data []byte) (*Request, error) {
 }
 
 func (d *jsonReader) request(r *Request) error {
-	t, err := d.dec.Token()
+	k, err := d.dec.next()
 	if errors.Is(err, io.EOF) {
 		d.p.add("", "the send request is empty; expected a JSON object")
 		return errMalformed
@@ -70,14 +73,14 @@ func (d *jsonReader) request(r *Request) error {
 	if err != nil {
 		return d.syntax(err)
 	}
-	if t != json.Delim('{') {
-		d.p.add("", "the send request must be a JSON object, not %s", kindOf(t))
+	if k != tokenBeginObject {
+		d.p.add("", "the send request must be a JSON object, not %s", kindOf(k))
 		return errMalformed
 	}
-	if err := d.members("", r.field); err != nil {
+	if err := d.members(path{}, r.field); err != nil {
 		return err
 	}
-	if _, err := d.dec.Token(); !errors.Is(err, io.EOF) {
+	if _, err := d.dec.next(); !errors.Is(err, io.EOF) {
 		d.p.add("", "unexpected data after the JSON object at byte %d", d.dec.InputOffset())
 		return errMalformed
 	}
@@ -87,30 +90,31 @@ func (d *jsonReader) request(r *Request) error {
 // field decodes the value of one top-level member.
 func (r *Request) field(d *jsonReader, key string) error {
 	var err error
+	p := path{base: key}
 	switch key {
 	case "account":
-		r.Account, err = d.str(key)
+		r.Account, err = d.str(p)
 	case "from_name":
-		r.FromName, err = d.str(key)
+		r.FromName, err = d.str(p)
 	case "to":
-		r.To, err = d.strs(key)
+		r.To, err = d.strs(p)
 	case "cc":
-		r.Cc, err = d.strs(key)
+		r.Cc, err = d.strs(p)
 	case "bcc":
-		r.Bcc, err = d.strs(key)
+		r.Bcc, err = d.strs(p)
 	case "reply_to":
-		r.ReplyTo, err = d.strs(key)
+		r.ReplyTo, err = d.strs(p)
 	case "subject":
-		r.Subject, err = d.str(key)
+		r.Subject, err = d.str(p)
 	case "text":
-		r.Text, err = d.str(key)
+		r.Text, err = d.str(p)
 	case "html":
-		r.HTML, err = d.str(key)
+		r.HTML, err = d.str(p)
 	case "attachments":
-		err = d.array(key, func(path string) error {
+		err = d.array(p, func(p path) error {
 			var a Attachment
-			ok, err := d.object(path, func(d *jsonReader, key string) error {
-				return a.field(d, path, key)
+			ok, err := d.object(p, func(d *jsonReader, key string) error {
+				return a.field(d, p, key)
 			})
 			if ok {
 				r.Attachments = append(r.Attachments, a)
@@ -118,8 +122,8 @@ func (r *Request) field(d *jsonReader, key string) error {
 			return err
 		})
 	case "headers":
-		_, err = d.object(key, func(d *jsonReader, name string) error {
-			v, err := d.str(fmt.Sprintf("headers[%q]", name))
+		_, err = d.object(p, func(d *jsonReader, name string) error {
+			v, err := d.str(p.member(name))
 			if r.Headers == nil {
 				r.Headers = make(map[string]string)
 			}
@@ -127,25 +131,25 @@ func (r *Request) field(d *jsonReader, key string) error {
 			return err
 		})
 	case "in_reply_to":
-		r.InReplyTo, err = d.str(key)
+		r.InReplyTo, err = d.str(p)
 	case "references":
-		r.References, err = d.strs(key)
+		r.References, err = d.strs(p)
 	case "thread_id":
-		r.ThreadID, err = d.str(key)
+		r.ThreadID, err = d.str(p)
 	case "raw":
-		r.Raw, err = d.base64(key)
+		r.Raw, err = d.base64(p)
 	case "idempotency_key":
-		r.IdempotencyKey, err = d.str(key)
+		r.IdempotencyKey, err = d.str(p)
 	default:
-		err = d.unknown(key)
+		err = d.unknown(p)
 	}
 	return err
 }
 
-// field decodes one member of the attachment at path.
-func (a *Attachment) field(d *jsonReader, path, key string) error {
+// field decodes one member of the attachment at p.
+func (a *Attachment) field(d *jsonReader, p path, key string) error {
 	var err error
-	f := path + "." + key
+	f := p.member(key)
 	switch key {
 	case "filename":
 		a.Filename, err = d.str(f)
@@ -161,24 +165,112 @@ func (a *Attachment) field(d *jsonReader, path, key string) error {
 	return err
 }
 
+// path names a value of the request in problems, such as "to[3]",
+// "attachments[0].data" or `headers["X-Id"]`. It is kept in parts and
+// spelled out only when a problem is reported, which almost no value has.
+type path struct {
+	kind  pathKind
+	base  string // a member of the request; "" for the request itself
+	index int    // the element of base, for pathElem and pathElemKey
+	key   string // the member of that element, or of headers
+}
+
+type pathKind uint8
+
+const (
+	pathField   pathKind = iota // base
+	pathElem                    // base[index]
+	pathElemKey                 // base[index].key
+	pathHeader                  // base["key"], for headers
+	pathText                    // base, spelled out already
+)
+
+func (p path) String() string {
+	switch p.kind {
+	case pathElem:
+		return p.base + "[" + strconv.Itoa(p.index) + "]"
+	case pathElemKey:
+		return p.base + "[" + strconv.Itoa(p.index) + "]." + p.key
+	case pathHeader:
+		return fmt.Sprintf("%s[%q]", p.base, p.key)
+	}
+	return p.base
+}
+
+// elem is the path of element i of the array at p.
+func (p path) elem(i int) path {
+	if p.kind != pathField {
+		return path{kind: pathText, base: fmt.Sprintf("%s[%d]", p, i)}
+	}
+	return path{kind: pathElem, base: p.base, index: i}
+}
+
+// member is the path of the member key of the object at p.
+func (p path) member(key string) path {
+	switch {
+	case p.kind == pathField && p.base == "":
+		return path{base: key}
+	case p.kind == pathField && p.base == "headers":
+		return path{kind: pathHeader, base: p.base, key: key}
+	case p.kind == pathElem:
+		return path{kind: pathElemKey, base: p.base, index: p.index, key: key}
+	}
+	return path{kind: pathText, base: p.String() + "." + key}
+}
+
+// keySet remembers the keys of one object, to catch duplicates. Objects in a
+// request have a handful of keys, which a linear search finds faster than a
+// map, and without allocating; a hostile object with thousands gets a map.
+type keySet struct {
+	small [32]string
+	n     int
+	big   map[string]struct{}
+}
+
+// add adds key, reporting false if it was there already.
+func (s *keySet) add(key string) bool {
+	if s.big != nil {
+		if _, ok := s.big[key]; ok {
+			return false
+		}
+		s.big[key] = struct{}{}
+		return true
+	}
+	for _, k := range s.small[:s.n] {
+		if k == key {
+			return false
+		}
+	}
+	if s.n < len(s.small) {
+		s.small[s.n] = key
+		s.n++
+		return true
+	}
+	s.big = make(map[string]struct{}, 2*len(s.small))
+	for _, k := range s.small {
+		s.big[k] = struct{}{}
+	}
+	s.big[key] = struct{}{}
+	return true
+}
+
 // members reads the members of an object whose "{" has been read, through
 // its "}". Each value is handed to fn, except those of repeated keys.
-func (d *jsonReader) members(path string, fn func(d *jsonReader, key string) error) error {
-	seen := make(map[string]bool)
+func (d *jsonReader) members(p path, fn func(d *jsonReader, key string) error) error {
+	var seen keySet
 	for d.dec.More() {
-		t, err := d.token()
-		if err != nil {
+		if _, err := d.token(); err != nil {
 			return err
 		}
-		key, _ := t.(string)
-		if seen[key] {
-			d.p.add(join(path, key), "appears more than once")
+		// The scanner returns only a string in key position.
+		key := fieldName(d.dec.val)
+		if !seen.add(key) {
+			d.p.add(p.member(key).String(), "appears more than once")
 			if err := d.skipValue(); err != nil {
 				return err
 			}
 			continue
 		}
-		seen[key] = true
 		if err := fn(d, key); err != nil {
 			return err
 		}
@@ -187,31 +279,79 @@ func (d *jsonReader) members(path string, fn func(d *jsonReader, key string) err
 	return err
 }
 
+// fieldName returns key as a string, without allocating for the names of
+// the schema, which are most keys of most requests.
+func fieldName(key []byte) string {
+	switch string(key) {
+	case "account":
+		return "account"
+	case "from_name":
+		return "from_name"
+	case "to":
+		return "to"
+	case "cc":
+		return "cc"
+	case "bcc":
+		return "bcc"
+	case "reply_to":
+		return "reply_to"
+	case "subject":
+		return "subject"
+	case "text":
+		return "text"
+	case "html":
+		return "html"
+	case "attachments":
+		return "attachments"
+	case "headers":
+		return "headers"
+	case "in_reply_to":
+		return "in_reply_to"
+	case "references":
+		return "references"
+	case "thread_id":
+		return "thread_id"
+	case "raw":
+		return "raw"
+	case "idempotency_key":
+		return "idempotency_key"
+	case "filename":
+		return "filename"
+	case "content_type":
+		return "content_type"
+	case "data":
+		return "data"
+	case "content_id":
+		return "content_id"
+	}
+	return string(key)
+}
+
 // object reads an object value, reporting whether it was one.
-func (d *jsonReader) object(path string, fn func(d *jsonReader, key string) error) (bool, error) {
-	t, err := d.token()
+func (d *jsonReader) object(p path, fn func(d *jsonReader, key string) error) (bool, error) {
+	k, err := d.token()
 	if err != nil {
 		return false, err
 	}
-	if t != json.Delim('{') {
-		d.p.add(path, "must be an object, not %s", kindOf(t))
-		return false, d.skip(t)
+	if k != tokenBeginObject {
+		d.p.add(p.String(), "must be an object, not %s", kindOf(k))
+		return false, d.skip(k)
 	}
-	return true, d.members(path, fn)
+	return true, d.members(p, fn)
 }
 
 // array reads an array value, calling elem with the path of each element.
-func (d *jsonReader) array(path string, elem func(path string) error) error {
-	t, err := d.token()
+func (d *jsonReader) array(p path, elem func(p path) error) error {
+	k, err := d.token()
 	if err != nil {
 		return err
 	}
-	if t != json.Delim('[') {
-		d.p.add(path, "must be an array, not %s", kindOf(t))
-		return d.skip(t)
+	if k != tokenBeginArray {
+		d.p.add(p.String(), "must be an array, not %s", kindOf(k))
+		return d.skip(k)
 	}
 	for i := 0; d.dec.More(); i++ {
-		if err := elem(fmt.Sprintf("%s[%d]", path, i)); err != nil {
+		if err := elem(p.elem(i)); err != nil {
 			return err
 		}
 	}
@@ -219,21 +359,21 @@ func (d *jsonReader) array(path string, elem func(path string) error) error {
 	return err
 }
 
-func (d *jsonReader) str(path string) (string, error) {
-	t, err := d.token()
+func (d *jsonReader) str(p path) (string, error) {
+	k, err := d.token()
 	if err != nil {
 		return "", err
 	}
-	if s, ok := t.(string); ok {
-		return s, nil
+	if k == tokenString {
+		return string(d.dec.val), nil
 	}
-	d.p.add(path, "must be a string, not %s", kindOf(t))
-	return "", d.skip(t)
+	d.p.add(p.String(), "must be a string, not %s", kindOf(k))
+	return "", d.skip(k)
 }
 
-func (d *jsonReader) strs(path string) ([]string, error) {
+func (d *jsonReader) strs(p path) ([]string, error) {
 	var out []string
-	err := d.array(path, func(p string) error {
+	err := d.array(p, func(p path) error {
 		s, err := d.str(p)
 		out = append(out, s)
 		return err
@@ -241,79 +381,80 @@ func (d *jsonReader) strs(path string) ([]string, error) {
 	return out, err
 }
 
-func (d *jsonReader) base64(path string) ([]byte, error) {
-	t, err := d.token()
+func (d *jsonReader) base64(p path) ([]byte, error) {
+	k, err := d.token()
 	if err != nil {
 		return nil, err
 	}
-	s, ok := t.(string)
-	if !ok {
-		d.p.add(path, "must be a base64 string, not %s", kindOf(t))
-		return nil, d.skip(t)
+	if k != tokenString {
+		d.p.add(p.String(), "must be a base64 string, not %s", kindOf(k))
+		return nil, d.skip(k)
 	}
+	s := d.dec.val
 	// The standard decoder skips CR and LF; the schema cannot, so neither
 	// does Decode.
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		d.p.add(path, "must be standard base64 without line breaks; found one at offset %d", i)
+	if i := bytes.IndexAny(s, "\r\n"); i >= 0 {
+		d.p.add(p.String(), "must be standard base64 without line breaks; found one at offset %d", i)
 		return nil, nil
 	}
-	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	b := make([]byte, strictBase64.DecodedLen(len(s)))
+	n, err := strictBase64.Decode(b, s)
 	if err != nil {
 		var corrupt base64.CorruptInputError
 		if errors.As(err, &corrupt) {
-			d.p.add(path, "is not standard base64 with padding (RFC 4648 §4): bad input at offset %d", int64(corrupt))
+			d.p.add(p.String(), "is not standard base64 with padding (RFC 4648 §4): bad input at offset %d", int64(corrupt))
 		} else {
-			d.p.add(path, "is not standard base64 with padding (RFC 4648 §4)")
+			d.p.add(p.String(), "is not standard base64 with padding (RFC 4648 §4)")
 		}
 		return nil, nil
 	}
-	return b, nil
+	return b[:n], nil
 }
 
-func (d *jsonReader) unknown(path string) error {
-	d.p.add(path, "unknown field")
+func (d *jsonReader) unknown(p path) error {
+	d.p.add(p.String(), "unknown field")
 	return d.skipValue()
 }
 
 func (d *jsonReader) skipValue() error {
-	t, err := d.token()
+	k, err := d.token()
 	if err != nil {
 		return err
 	}
-	return d.skip(t)
+	return d.skip(k)
 }
 
-// skip consumes the rest of a value whose first token was t.
-func (d *jsonReader) skip(t json.Token) error {
+// skip consumes the rest of a value whose first token was k.
+func (d *jsonReader) skip(k tokenKind) error {
 	depth := 0
 	for {
-		switch t {
-		case json.Delim('{'), json.Delim('['):
+		switch k {
+		case tokenBeginObject, tokenBeginArray:
 			depth++
-		case json.Delim('}'), json.Delim(']'):
+		case tokenEndObject, tokenEndArray:
 			depth--
 		}
 		if depth == 0 {
 			return nil
 		}
 		var err error
-		if t, err = d.token(); err != nil {
+		if k, err = d.token(); err != nil {
 			return err
 		}
 	}
 }
 
-func (d *jsonReader) token() (json.Token, error) {
-	t, err := d.dec.Token()
+func (d *jsonReader) token() (tokenKind, error) {
+	k, err := d.dec.next()
 	if err != nil {
-		return nil, d.syntax(err)
+		return 0, d.syntax(err)
 	}
-	return t, nil
+	return k, nil
 }
 
 // syntax records a syntax error and returns errMalformed.
 func (d *jsonReader) syntax(err error) error {
-	var se *json.SyntaxError
+	var se *syntaxError
 	switch {
 	case errors.As(err, &se):
 		d.p.add("", "malformed JSON at byte %d: %v", se.Offset, se)
@@ -325,31 +466,20 @@ func (d *jsonReader) syntax(err error) error {
 	return errMalformed
 }
 
-func kindOf(t json.Token) string {
-	switch t := t.(type) {
-	case nil:
+func kindOf(k tokenKind) string {
+	switch k {
+	case tokenNull:
 		return "null"
-	case bool:
+	case tokenTrue, tokenFalse:
 		return "a boolean"
-	case float64, json.Number:
+	case tokenNumber:
 		return "a number"
-	case string:
+	case tokenString:
 		return "a string"
-	case json.Delim:
-		if t == '{' {
-			return "an object"
-		}
+	case tokenBeginObject:
+		return "an object"
+	case tokenBeginArray:
 		return "an array"
 	}
-	return fmt.Sprintf("%T", t)
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	if path == "headers" {
-		return fmt.Sprintf("headers[%q]", key)
-	}
-	return path + "." + key
+	return fmt.Sprintf("token %d", k)
 }
