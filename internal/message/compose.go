@@ -32,6 +32,11 @@ type ComposeOptions struct {
 	// in place of r.IdempotencyKey: the sender's key may come from the
 	// Pub/Sub message rather than the request.
 	MessageIDKey string
+	// Buffer, if its capacity suffices, is where the message is composed,
+	// so that a caller can reuse one buffer across messages; the result
+	// then shares its memory. Otherwise a buffer of the estimated size is
+	// allocated.
+	Buffer []byte
 	// Validated says that r is what Decode returned, unchanged, so
 	// Compose need not run Validate a second time. compose itself never
 	// writes an injected header or an oversized message either way.
@@ -129,7 +134,10 @@ func compose(r *Request, opts ComposeOptions) ([]byte, error) {
 	}
 
 	w := &cappedBuffer{limit: MaxMessageSize}
-	w.buf.Grow(estimateSize(r))
+	w.buf = *bytes.NewBuffer(opts.Buffer[:0])
+	if w.buf.Cap() < sizeBound(r) {
+		w.buf.Grow(estimateSize(r))
+	}
 	if err := textproto.WriteHeader(w, h.Header.Header); err != nil {
 		return nil, fmt.Errorf("message: compose: %w", err)
 	}
@@ -472,6 +480,20 @@ func estimateSize(r *Request) int {
 	for _, a := range r.Attachments {
 		b64 := (len(a.Data) + 2) / 3 * 4
 		n += 384 + 3*len(a.Filename) + len(a.ContentType) + len(a.ContentID) + b64 + b64/76*2
+	}
+	return min(n, MaxMessageSize)
+}
+
+// sizeBound is like estimateSize, but never below it and without reading
+// the text: it lets a caller's ample buffer be used without the scan.
+func sizeBound(r *Request) int {
+	n := estimateSize(&Request{Subject: r.Subject, FromName: r.FromName, Account: r.Account, InReplyTo: r.InReplyTo,
+		To: r.To, Cc: r.Cc, Bcc: r.Bcc, ReplyTo: r.ReplyTo, References: r.References, Headers: r.Headers, Attachments: r.Attachments})
+	for _, s := range []string{r.Text, r.HTML} {
+		if s != "" {
+			// Every byte escaped, and a soft line break per 25 of them.
+			n += 200 + 3*len(s) + 3*len(s)/73*3
+		}
 	}
 	return min(n, MaxMessageSize)
 }

@@ -537,3 +537,36 @@ func TestComposeBoundsHeaderWork(t *testing.T) {
 		})
 	}
 }
+
+// TestComposeIntoBuffer: a caller's buffer with room is used as it is; one
+// without room is left alone.
+func TestComposeIntoBuffer(t *testing.T) {
+	t.Parallel()
+	r := benchRequest()
+	plain, err := Compose(r, ComposeOptions{Now: testNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		buf   []byte
+		share bool
+	}{
+		{"ample", make([]byte, 10, 256<<10), true},
+		{"too small", make([]byte, 10, 1024), false},
+		{"nil", nil, false},
+	} {
+		out, err := Compose(r, ComposeOptions{Now: testNow, Buffer: c.buf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != len(plain) {
+			t.Errorf("%s: composed %d bytes into the buffer, %d without", c.name, len(out), len(plain))
+		}
+		parseMessage(t, out)
+		shared := cap(c.buf) > 0 && &out[0] == &c.buf[:1][0]
+		if shared != c.share {
+			t.Errorf("%s: result shares the buffer = %v, want %v", c.name, shared, c.share)
+		}
+	}
+}
