@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/gmailrelay/gmailrelay/internal/jsonscan"
 )
 
 // Decode reads a send request from Pub/Sub message data and validates it.
@@ -44,13 +46,13 @@ var strictBase64 = base64.StdEncoding.Strict()
 // unmarshal into a struct, to match field names exactly, to see nulls and
 // duplicate keys, and to name the path of every problem.
 type jsonReader struct {
-	dec scanner
+	dec jsonscan.Scanner
 	p   problems
 }
 
 func decodeJSON(data []byte) (*Request, error) {
-	d := &jsonReader{dec: newScanner(data)}
-	defer d.dec.release()
+	d := &jsonReader{dec: jsonscan.New(data)}
+	defer d.dec.Release()
 	r := new(Request)
 	if err := d.request(r); err != nil {
 		if errors.Is(err, errMalformed) {
@@ -65,7 +67,7 @@ func decodeJSON(data []byte) (*Request, error) {
 }
 
 func (d *jsonReader) request(r *Request) error {
-	k, err := d.dec.next()
+	k, err := d.dec.Next()
 	if errors.Is(err, io.EOF) {
 		d.p.add("", "the send request is empty; expected a JSON object")
 		return errMalformed
@@ -73,14 +75,14 @@ func (d *jsonReader) request(r *Request) error {
 	if err != nil {
 		return d.syntax(err)
 	}
-	if k != tokenBeginObject {
+	if k != jsonscan.BeginObject {
 		d.p.add("", "the send request must be a JSON object, not %s", kindOf(k))
 		return errMalformed
 	}
 	if err := d.members(path{}, r.field); err != nil {
 		return err
 	}
-	if _, err := d.dec.next(); !errors.Is(err, io.EOF) {
+	if _, err := d.dec.Next(); !errors.Is(err, io.EOF) {
 		d.p.add("", "unexpected data after the JSON object at byte %d", d.dec.InputOffset())
 		return errMalformed
 	}
@@ -263,7 +265,7 @@ func (d *jsonReader) members(p path, fn func(d *jsonReader, key string) error) e
 			return err
 		}
 		// The scanner returns only a string in key position.
-		key := fieldName(d.dec.val)
+		key := fieldName(d.dec.Value())
 		if !seen.add(key) {
 			d.p.add(p.member(key).String(), "appears more than once")
 			if err := d.skipValue(); err != nil {
@@ -333,7 +335,7 @@ func (d *jsonReader) object(p path, fn func(d *jsonReader, key string) error) (b
 	if err != nil {
 		return false, err
 	}
-	if k != tokenBeginObject {
+	if k != jsonscan.BeginObject {
 		d.p.add(p.String(), "must be an object, not %s", kindOf(k))
 		return false, d.skip(k)
 	}
@@ -346,7 +348,7 @@ func (d *jsonReader) array(p path, elem func(p path) error) error {
 	if err != nil {
 		return err
 	}
-	if k != tokenBeginArray {
+	if k != jsonscan.BeginArray {
 		d.p.add(p.String(), "must be an array, not %s", kindOf(k))
 		return d.skip(k)
 	}
@@ -364,8 +366,8 @@ func (d *jsonReader) str(p path) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if k == tokenString {
-		return string(d.dec.val), nil
+	if k == jsonscan.String {
+		return string(d.dec.Value()), nil
 	}
 	d.p.add(p.String(), "must be a string, not %s", kindOf(k))
 	return "", d.skip(k)
@@ -386,11 +388,11 @@ func (d *jsonReader) base64(p path) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if k != tokenString {
+	if k != jsonscan.String {
 		d.p.add(p.String(), "must be a base64 string, not %s", kindOf(k))
 		return nil, d.skip(k)
 	}
-	s := d.dec.val
+	s := d.dec.Value()
 	// The standard decoder skips CR and LF; the schema cannot, so neither
 	// does Decode.
 	if i := bytes.IndexAny(s, "\r\n"); i >= 0 {
@@ -425,13 +427,13 @@ func (d *jsonReader) skipValue() error {
 }
 
 // skip consumes the rest of a value whose first token was k.
-func (d *jsonReader) skip(k tokenKind) error {
+func (d *jsonReader) skip(k jsonscan.Kind) error {
 	depth := 0
 	for {
 		switch k {
-		case tokenBeginObject, tokenBeginArray:
+		case jsonscan.BeginObject, jsonscan.BeginArray:
 			depth++
-		case tokenEndObject, tokenEndArray:
+		case jsonscan.EndObject, jsonscan.EndArray:
 			depth--
 		}
 		if depth == 0 {
@@ -444,8 +446,8 @@ func (d *jsonReader) skip(k tokenKind) error {
 	}
 }
 
-func (d *jsonReader) token() (tokenKind, error) {
-	k, err := d.dec.next()
+func (d *jsonReader) token() (jsonscan.Kind, error) {
+	k, err := d.dec.Next()
 	if err != nil {
 		return 0, d.syntax(err)
 	}
@@ -454,7 +456,7 @@ func (d *jsonReader) token() (tokenKind, error) {
 
 // syntax records a syntax error and returns errMalformed.
 func (d *jsonReader) syntax(err error) error {
-	var se *syntaxError
+	var se *jsonscan.SyntaxError
 	switch {
 	case errors.As(err, &se):
 		d.p.add("", "malformed JSON at byte %d: %v", se.Offset, se)
@@ -466,19 +468,19 @@ func (d *jsonReader) syntax(err error) error {
 	return errMalformed
 }
 
-func kindOf(k tokenKind) string {
+func kindOf(k jsonscan.Kind) string {
 	switch k {
-	case tokenNull:
+	case jsonscan.Null:
 		return "null"
-	case tokenTrue, tokenFalse:
+	case jsonscan.True, jsonscan.False:
 		return "a boolean"
-	case tokenNumber:
+	case jsonscan.Number:
 		return "a number"
-	case tokenString:
+	case jsonscan.String:
 		return "a string"
-	case tokenBeginObject:
+	case jsonscan.BeginObject:
 		return "an object"
-	case tokenBeginArray:
+	case jsonscan.BeginArray:
 		return "an array"
 	}
 	return fmt.Sprintf("token %d", k)

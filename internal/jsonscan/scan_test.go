@@ -1,4 +1,4 @@
-package message
+package jsonscan
 
 import (
 	"bytes"
@@ -227,7 +227,7 @@ func TestScannerPosition(t *testing.T) {
 	}
 	for _, tc := range cases {
 		_, err := scanAll([]byte(tc.in))
-		var se *syntaxError
+		var se *SyntaxError
 		if !errors.As(err, &se) || se.Offset != tc.offset || se.Error() != tc.msg {
 			t.Errorf("scanning %q: error %v (%#v), want %q at %d", tc.in, err, se, tc.msg, tc.offset)
 		}
@@ -263,12 +263,12 @@ func TestScannerDepth(t *testing.T) {
 	// and 20000 are an error rather than a stack overflow.
 	ok := strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth)
 	if _, err := scanAll([]byte(ok)); err != nil || !json.Valid([]byte(ok)) {
-		t.Errorf("%d levels: scanner %v, json.Valid %v; want both to accept", maxDepth, err, json.Valid([]byte(ok)))
+		t.Errorf("%d levels: Scanner %v, json.Valid %v; want both to accept", maxDepth, err, json.Valid([]byte(ok)))
 	}
 	for _, n := range []int{maxDepth + 1, 20000} {
 		deep := []byte(strings.Repeat("[", n) + strings.Repeat("]", n))
 		_, err := scanAll(deep)
-		var se *syntaxError
+		var se *SyntaxError
 		if !errors.As(err, &se) || se.Offset != maxDepth || !strings.Contains(se.Error(), "exceeded max depth") {
 			t.Errorf("%d levels: error %v, want exceeded max depth at byte %d", n, err, maxDepth)
 		}
@@ -277,110 +277,17 @@ func TestScannerDepth(t *testing.T) {
 		}
 	}
 
-	// Through Decode, inside an unknown field that is skipped.
-	for _, tc := range []struct {
-		levels int
-		want   string
-	}{
-		{maxDepth - 1, "x: unknown field"},
-		{20000, "malformed JSON at byte 10004: invalid character '[' exceeded max depth"},
-	} {
-		in := `{"x":` + strings.Repeat("[", tc.levels) + strings.Repeat("]", tc.levels) + `}`
-		got := problemStrings(decodeProblems(t, []byte(in)))
-		if len(got) == 0 || got[len(got)-1] != tc.want {
-			t.Errorf("Decode with %d levels: problems %q, want the last to be %q", tc.levels, got, tc.want)
-		}
-	}
 }
 
-// TestDecodeMalformedJSON pins the problems for input the scanner rejects,
-// and two on which it differs from the json.Decoder it replaced: offsets
-// inside a value now point at the byte at fault, and a number too large for
-// a float64 is a number rather than malformed JSON.
-func TestDecodeMalformedJSON(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		in   string
-		want []string
-	}{
-		{``, []string{"the send request is empty; expected a JSON object"}},
-		{" \n\t", []string{"the send request is empty; expected a JSON object"}},
-		{`{"account":"a"`, []string{"malformed JSON: the input ends inside a value"}},
-		{`{"account":"a`, []string{"malformed JSON: the input ends inside a value"}},
-		{`{"account":"a\u00`, []string{"malformed JSON: the input ends inside a value"}},
-		{`{"to":["a",`, []string{"malformed JSON: the input ends inside a value"}},
-		{`{"account":tru`, []string{"malformed JSON: the input ends inside a value"}},
-		{`"abc`, []string{"malformed JSON: the input ends inside a value"}},
-		{`{"account" "x"}`, []string{`malformed JSON at byte 11: invalid character '"' after object key`}},
-		{`{"to":["a",-]}`, []string{"malformed JSON at byte 12: invalid character ']' in numeric literal"}},
-		{`{"to":["a","\q"]}`, []string{"malformed JSON at byte 13: invalid character 'q' in string escape code"}},
-		{`{"x":1,}`, []string{"x: unknown field", "malformed JSON at byte 7: invalid character '}' looking for beginning of object key string"}},
-		{`{"account":"a"} {}`, []string{"unexpected data after the JSON object at byte 17"}},
-		{`{"account":"a"}   x`, []string{"unexpected data after the JSON object at byte 18"}},
-		{`{"account":"a"} "x`, []string{"unexpected data after the JSON object at byte 16"}},
-		{`{"subject":1e400}`, []string{"subject: must be a string, not a number"}},
-	}
-	for _, tc := range cases {
-		got := problemStrings(decodeProblems(t, []byte(tc.in)))
-		if !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("Decode(%q) problems = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
-// TestDecodeEscapedKeysAndValues: keys and values are read after unescaping,
-// as json.Unmarshal reads them, whether or not they had escapes.
-func TestDecodeEscapedKeysAndValues(t *testing.T) {
-	t.Parallel()
-	in := `{"\u0061ccount":"alice@example.com","t\u006f":["b\u006fb@example.org"],` +
-		`"text":"caf\u00e9 \ud83d\ude00 \ud800 ` + "\xff" + `","headers":{"X-\u0041":"1"},` +
-		`"attachments":[{"filename":"a","content_type":"a/b","d\u0061ta":"AA\u003d\u003d"}]}`
-	r, err := decodeJSON([]byte(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := &Request{
-		Account:     "alice@example.com",
-		To:          []string{"bob@example.org"},
-		Text:        "café \U0001F600 \uFFFD \uFFFD",
-		Headers:     map[string]string{"X-A": "1"},
-		Attachments: []Attachment{{Filename: "a", ContentType: "a/b", Data: []byte{0}}},
-	}
-	if !reflect.DeepEqual(r, want) {
-		t.Errorf("decodeJSON = %+v, want %+v", r, want)
-	}
-	var std Request
-	if err := json.Unmarshal([]byte(in), &std); err != nil || !reflect.DeepEqual(&std, want) {
-		t.Errorf("json.Unmarshal = %+v, %v; the test's want is wrong", std, err)
-	}
-}
-
-// TestDecodeDuplicateKeysManyMembers: duplicates are caught past the point
-// where the key set turns from a list into a map.
-func TestDecodeDuplicateKeysManyMembers(t *testing.T) {
-	t.Parallel()
-	var b strings.Builder
-	b.WriteString(`{"account":"alice@example.com","to":["b@example.org"],"text":"x","headers":{`)
-	for i := range 40 {
-		b.WriteString(`"X-` + strings.Repeat("a", i+1) + `":"1",`)
-	}
-	b.WriteString(`"X-a":"2","X-` + strings.Repeat("a", 40) + `":"3","X-new":"4"}}`)
-	got := problemFields(t, decodeErr(t, b.String()))
-	want := []string{`headers["X-a"]`, `headers["X-` + strings.Repeat("a", 40) + `"]`}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("problem fields = %q, want %q", got, want)
-	}
-}
-
-// TestScannerReusesBuffer: once its buffer has grown, the scanner reads
+// TestScannerReusesBuffer: once its buffer has grown, the Scanner reads
 // strings with and without escapes without allocating.
 func TestScannerReusesBuffer(t *testing.T) {
 	data := []byte(`{"a":"plain","b\n":["x\u00e9\ud83d\ude00\"y",1.5e3,true,null],"c":"` + strings.Repeat("long\\n", 100) + `"}`)
-	var s scanner
+	var s Scanner
 	allocs := testing.AllocsPerRun(10, func() {
 		s.data, s.pos, s.state, s.stack, s.err = data, 0, stateTop, s.stack[:0], nil
 		for {
-			_, err := s.next()
+			_, err := s.Next()
 			if errors.Is(err, io.EOF) {
 				return
 			}
@@ -394,33 +301,34 @@ func TestScannerReusesBuffer(t *testing.T) {
 	}
 }
 
-// FuzzScanner: the scanner agrees with encoding/json on every input: the
+// FuzzScanner: the Scanner agrees with encoding/json on every input: the
 // same tokens, strings unquoted the same way, the same kind of error at the
 // same place with the same message, and the same verdict as json.Valid.
 func FuzzScanner(f *testing.F) {
 	for _, tc := range grammarCases {
 		f.Add([]byte(tc.in))
 	}
-	for _, seed := range fuzzSeeds(f) {
-		f.Add(seed)
-	}
+	// Send requests and a Pub/Sub push, the two kinds of input the relay
+	// scans.
+	f.Add([]byte(`{"account":"alice@example.com","to":["\"B\\\"o,b\" <bob@example.org>"],"subject":"Caf\u00e9","html":"\u003cp\u003eHi\u003c/p\u003e\n","headers":{"X-A":"1"},"attachments":[{"filename":"a.pdf","content_type":"application/pdf","data":"JVBERi0xLjc="}]}`))
+	f.Add([]byte(`{"message":{"data":"eyJhIjoxfQ==","attributes":{"k":"v"},"messageId":"1","publishTime":"2026-11-22T00:00:00Z"},"subscription":"projects/p/subscriptions/s","deliveryAttempt":2}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkAgainstStdlib(t, data)
 	})
 }
 
-// checkAgainstStdlib compares the scanner's token stream for data with
+// checkAgainstStdlib compares the Scanner's token stream for data with
 // json.Decoder's, and its verdict on data as one JSON value with json.Valid.
 func checkAgainstStdlib(t *testing.T, data []byte) {
 	t.Helper()
 	if got, want := scannerValid(data), json.Valid(data); got != want {
-		t.Errorf("scanner validity of %q = %v, json.Valid = %v", data, got, want)
+		t.Errorf("Scanner validity of %q = %v, json.Valid = %v", data, got, want)
 	}
 
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	s := newScanner(data)
-	defer s.release()
+	s := New(data)
+	defer s.Release()
 	for n := 0; ; n++ {
 		want, werr := dec.Token()
 		got, gerr := s.Token()
@@ -434,7 +342,7 @@ func checkAgainstStdlib(t *testing.T, data []byte) {
 		}
 		if werr != nil || gerr != nil {
 			if !sameError(werr, gerr, len(s.stack) > 0) {
-				t.Errorf("%q: token %d: scanner error %v (%T), json.Decoder %v (%T)", data, n, gerr, gerr, werr, werr)
+				t.Errorf("%q: token %d: Scanner error %v (%T), json.Decoder %v (%T)", data, n, gerr, gerr, werr, werr)
 			}
 			if gerr != nil && werr != nil && s.InputOffset() != dec.InputOffset() {
 				t.Errorf("%q: after error at token %d: InputOffset %d, json.Decoder %d", data, n, s.InputOffset(), dec.InputOffset())
@@ -452,14 +360,14 @@ func checkAgainstStdlib(t *testing.T, data []byte) {
 	}
 }
 
-// sameError reports whether the scanner's error gerr matches json.Decoder's
+// sameError reports whether the Scanner's error gerr matches json.Decoder's
 // werr. The Decoder returns io.EOF where the input ends inside an array or
-// object; the scanner says io.ErrUnexpectedEOF, which is what it means. And
+// object; the Scanner says io.ErrUnexpectedEOF, which is what it means. And
 // the Decoder leaves the context out of its complaint about the first key
 // of an object.
 func sameError(werr, gerr error, open bool) bool {
 	var wse *json.SyntaxError
-	var gse *syntaxError
+	var gse *SyntaxError
 	switch {
 	case werr == nil || gerr == nil:
 		return false
@@ -474,27 +382,27 @@ func sameError(werr, gerr error, open bool) bool {
 	return false
 }
 
-// scannerValid reports whether the scanner reads data as exactly one JSON
+// scannerValid reports whether the Scanner reads data as exactly one JSON
 // value.
 func scannerValid(data []byte) bool {
-	s := newScanner(data)
-	defer s.release()
-	if _, err := s.next(); err != nil {
+	s := New(data)
+	defer s.Release()
+	if _, err := s.Next(); err != nil {
 		return false
 	}
 	for len(s.stack) > 0 {
-		if _, err := s.next(); err != nil {
+		if _, err := s.Next(); err != nil {
 			return false
 		}
 	}
-	_, err := s.next()
+	_, err := s.Next()
 	return err == io.EOF
 }
 
 // scanAll returns every token of data, through the first error.
 func scanAll(data []byte) ([]json.Token, error) {
-	s := newScanner(data)
-	defer s.release()
+	s := New(data)
+	defer s.Release()
 	var toks []json.Token
 	for {
 		t, err := s.Token()
@@ -506,31 +414,4 @@ func scanAll(data []byte) ([]json.Token, error) {
 		}
 		toks = append(toks, t)
 	}
-}
-
-func decodeProblems(t *testing.T, data []byte) []Problem {
-	t.Helper()
-	r, err := decodeJSON(data)
-	var ve *ValidationError
-	if r != nil || !errors.As(err, &ve) {
-		t.Fatalf("decodeJSON(%.40q…) = %v, %v; want a *ValidationError", data, r, err)
-	}
-	return ve.Problems
-}
-
-func problemStrings(ps []Problem) []string {
-	var out []string
-	for _, p := range ps {
-		out = append(out, p.String())
-	}
-	return out
-}
-
-func decodeErr(t *testing.T, in string) error {
-	t.Helper()
-	_, err := Decode([]byte(in))
-	if err == nil {
-		t.Fatalf("Decode(%.40q…) accepted it", in)
-	}
-	return err
 }

@@ -1,4 +1,9 @@
-package message
+// Package jsonscan reads JSON tokens from a byte slice in one pass, strictly:
+// it accepts what json.Valid accepts and reads strings as json.Unmarshal
+// does, without allocating per token. The relay decodes every send request
+// and every Pub/Sub push with it; encoding/json's Decoder.Token and
+// Unmarshal were most of those costs.
+package jsonscan
 
 import (
 	"bytes"
@@ -12,19 +17,19 @@ import (
 	"unicode/utf8"
 )
 
-// scanner reads JSON tokens from a byte slice in one pass. Decode used
+// Scanner reads JSON tokens from a byte slice in one pass. Decode used
 // json.Decoder.Token, which allocates and rescans for every token; on a
-// 10 KB request that was nearly all of Decode's time. The scanner accepts
+// 10 KB request that was nearly all of Decode's time. The Scanner accepts
 // what json.Valid accepts, reads strings as json.Unmarshal does, and moves
 // through the same states as Decoder.Token, so that problems read as they
-// did. Its errors are *syntaxError for a grammar violation,
+// did. Its errors are *SyntaxError for a grammar violation,
 // io.ErrUnexpectedEOF for input that stops inside a value, and io.EOF for
 // the end of the input between top-level values.
 //
 // Like Decoder.Token it reads a sequence of top-level values; the caller
-// decides whether more than one is allowed. A scanner must not be copied
+// decides whether more than one is allowed. A Scanner must not be copied
 // once in use: its stack may live inside it.
-type scanner struct {
+type Scanner struct {
 	data  []byte
 	pos   int       // next byte to read
 	state scanState // what the grammar allows at pos
@@ -42,15 +47,19 @@ type scanner struct {
 	pooled *[]byte // where buf came from, to return it
 }
 
-// newScanner returns a scanner over data. Call release when done with it
+// New returns a Scanner over data. Call release when done with it
 // and with every val it returned.
-func newScanner(data []byte) scanner {
+func New(data []byte) Scanner {
 	p := unescapeBufs.Get().(*[]byte)
-	return scanner{data: data, buf: *p, pooled: p}
+	return Scanner{data: data, buf: *p, pooled: p}
 }
 
-// release hands the unescape buffer back for the next scanner.
-func (s *scanner) release() {
+// Value is the contents of the last String token, unescaped, or the text of
+// the last Number. It is valid only until the next call to Next or Release.
+func (s *Scanner) Value() []byte { return s.val }
+
+// Release hands the unescape buffer back for the next Scanner.
+func (s *Scanner) Release() {
 	if s.pooled == nil || cap(s.buf) > maxPooledBuf {
 		return
 	}
@@ -67,19 +76,19 @@ var unescapeBufs = sync.Pool{New: func() any { return new([]byte) }}
 // maxPooledBuf keeps a rare huge body from pinning its buffer in the pool.
 const maxPooledBuf = 64 << 10
 
-// tokenKind is what the scanner found.
-type tokenKind uint8
+// Kind is what the Scanner found.
+type Kind uint8
 
 const (
-	tokenBeginObject tokenKind = iota + 1
-	tokenEndObject
-	tokenBeginArray
-	tokenEndArray
-	tokenString // scanner.val holds the unescaped contents
-	tokenNumber // scanner.val holds the literal text
-	tokenTrue
-	tokenFalse
-	tokenNull
+	BeginObject Kind = iota + 1
+	EndObject
+	BeginArray
+	EndArray
+	String // Scanner.val holds the unescaped contents
+	Number // Scanner.val holds the literal text
+	True
+	False
+	Null
 )
 
 // scanState mirrors the states of Decoder.Token, so that the same input
@@ -103,34 +112,34 @@ const (
 // holds the container stack to a bounded size.
 const maxDepth = 10000
 
-// syntaxError is a violation of the JSON grammar. Unlike json.SyntaxError,
+// SyntaxError is a violation of the JSON grammar. Unlike json.SyntaxError,
 // whose Offset counts the bytes read before the fault was seen, Offset is the
 // index of the byte at fault, so that a message can point at it.
-type syntaxError struct {
+type SyntaxError struct {
 	msg    string
 	Offset int64
 }
 
-func (e *syntaxError) Error() string { return e.msg }
+func (e *SyntaxError) Error() string { return e.msg }
 
-func (s *scanner) fail(offset int, msg string) error {
-	s.err = &syntaxError{msg: msg, Offset: int64(offset)}
+func (s *Scanner) fail(offset int, msg string) error {
+	s.err = &SyntaxError{msg: msg, Offset: int64(offset)}
 	return s.err
 }
 
 // charError words a complaint about byte c as encoding/json does.
-func (s *scanner) charError(offset int, c byte, context string) error {
+func (s *Scanner) charError(offset int, c byte, context string) error {
 	return s.fail(offset, "invalid character "+quoteChar(c)+" "+context)
 }
 
 // eof records that the input stopped short of what the grammar requires.
-func (s *scanner) eof() error {
+func (s *Scanner) eof() error {
 	s.err = io.ErrUnexpectedEOF
 	return s.err
 }
 
 // quoteChar spells c the way encoding/json's messages do, so that problems
-// read the same as before the scanner replaced it.
+// read the same as before the Scanner replaced it.
 func quoteChar(c byte) string {
 	switch c {
 	case '\'':
@@ -144,19 +153,19 @@ func quoteChar(c byte) string {
 
 // InputOffset is the index just past the last token returned, or, after an
 // error, of the token that failed: what Decoder.InputOffset reports.
-func (s *scanner) InputOffset() int64 { return int64(s.pos) }
+func (s *Scanner) InputOffset() int64 { return int64(s.pos) }
 
 // More reports whether another element or member follows in the current
 // array or object. Like Decoder.More it only peeks: a byte that cannot
 // follow is left for next to reject.
-func (s *scanner) More() bool {
+func (s *Scanner) More() bool {
 	c, ok := s.peek()
 	return ok && c != ']' && c != '}'
 }
 
 // peek skips white space and returns the byte after it. At the end of the
 // input it leaves pos where it was, as Decoder.InputOffset does.
-func (s *scanner) peek() (byte, bool) {
+func (s *Scanner) peek() (byte, bool) {
 	for i := s.pos; i < len(s.data); i++ {
 		switch c := s.data[i]; c {
 		case ' ', '\t', '\r', '\n':
@@ -171,34 +180,34 @@ func (s *scanner) peek() (byte, bool) {
 // Token returns the next token in Decoder.Token's form, with numbers as
 // json.Number. Decode uses next instead: a string in an interface costs an
 // allocation of its own.
-func (s *scanner) Token() (json.Token, error) {
-	k, err := s.next()
+func (s *Scanner) Token() (json.Token, error) {
+	k, err := s.Next()
 	if err != nil {
 		return nil, err
 	}
 	switch k {
-	case tokenBeginObject:
+	case BeginObject:
 		return json.Delim('{'), nil
-	case tokenEndObject:
+	case EndObject:
 		return json.Delim('}'), nil
-	case tokenBeginArray:
+	case BeginArray:
 		return json.Delim('['), nil
-	case tokenEndArray:
+	case EndArray:
 		return json.Delim(']'), nil
-	case tokenString:
+	case String:
 		return string(s.val), nil
-	case tokenNumber:
+	case Number:
 		return json.Number(s.val), nil
-	case tokenTrue:
+	case True:
 		return true, nil
-	case tokenFalse:
+	case False:
 		return false, nil
 	}
 	return nil, nil
 }
 
 // next reads the next token, consuming the commas and colons before it.
-func (s *scanner) next() (tokenKind, error) {
+func (s *Scanner) Next() (Kind, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
@@ -225,15 +234,15 @@ func (s *scanner) next() (tokenKind, error) {
 			s.pos++
 			if c == '{' {
 				s.state = stateObjectStart
-				return tokenBeginObject, nil
+				return BeginObject, nil
 			}
 			s.state = stateArrayStart
-			return tokenBeginArray, nil
+			return BeginArray, nil
 
 		case '}', ']':
-			open, closed := byte('{'), tokenEndObject
+			open, closed := byte('{'), EndObject
 			if c == ']' {
-				open, closed = '[', tokenEndArray
+				open, closed = '[', EndArray
 			}
 			if len(s.stack) == 0 || s.stack[len(s.stack)-1] != open || !s.canClose() {
 				return 0, s.tokenError(c)
@@ -274,7 +283,7 @@ func (s *scanner) next() (tokenKind, error) {
 			} else {
 				s.valueEnd()
 			}
-			return tokenString, nil
+			return String, nil
 
 		default:
 			if !s.valueAllowed() {
@@ -290,7 +299,7 @@ func (s *scanner) next() (tokenKind, error) {
 	}
 }
 
-func (s *scanner) valueAllowed() bool {
+func (s *Scanner) valueAllowed() bool {
 	switch s.state {
 	case stateTop, stateArrayStart, stateArrayValue, stateObjectValue:
 		return true
@@ -300,7 +309,7 @@ func (s *scanner) valueAllowed() bool {
 
 // canClose reports whether the innermost container may end here: not after
 // a comma, a key or a colon.
-func (s *scanner) canClose() bool {
+func (s *Scanner) canClose() bool {
 	switch s.state {
 	case stateArrayStart, stateArrayComma, stateObjectStart, stateObjectComma:
 		return true
@@ -309,7 +318,7 @@ func (s *scanner) canClose() bool {
 }
 
 // valueEnd moves past a complete value to what may follow it.
-func (s *scanner) valueEnd() {
+func (s *Scanner) valueEnd() {
 	switch {
 	case len(s.stack) == 0:
 		s.state = stateTop
@@ -322,7 +331,7 @@ func (s *scanner) valueEnd() {
 
 // tokenError rejects byte c where the grammar allows no such token, in
 // the words Decoder.Token uses.
-func (s *scanner) tokenError(c byte) error {
+func (s *Scanner) tokenError(c byte) error {
 	var context string
 	switch s.state {
 	case stateArrayComma:
@@ -340,7 +349,7 @@ func (s *scanner) tokenError(c byte) error {
 }
 
 // scanScalar reads a number or a literal starting with c at s.pos.
-func (s *scanner) scanScalar(c byte) (tokenKind, error) {
+func (s *Scanner) scanScalar(c byte) (Kind, error) {
 	switch {
 	case c == '-' || '0' <= c && c <= '9':
 		end, err := s.scanNumber()
@@ -349,18 +358,18 @@ func (s *scanner) scanScalar(c byte) (tokenKind, error) {
 		}
 		s.val = s.data[s.pos:end]
 		s.pos = end
-		return tokenNumber, nil
+		return Number, nil
 	case c == 't':
-		return tokenTrue, s.scanLiteral("true")
+		return True, s.scanLiteral("true")
 	case c == 'f':
-		return tokenFalse, s.scanLiteral("false")
+		return False, s.scanLiteral("false")
 	case c == 'n':
-		return tokenNull, s.scanLiteral("null")
+		return Null, s.scanLiteral("null")
 	}
 	return 0, s.charError(s.pos, c, "looking for beginning of value")
 }
 
-func (s *scanner) scanLiteral(lit string) error {
+func (s *Scanner) scanLiteral(lit string) error {
 	for k := 1; k < len(lit); k++ {
 		i := s.pos + k
 		if i >= len(s.data) {
@@ -377,7 +386,7 @@ func (s *scanner) scanLiteral(lit string) error {
 // scanNumber returns the end of the number at s.pos, by RFC 8259's
 // grammar. Whatever follows the number is left for next to judge, as
 // Decoder.Token does: "01" is the number 0 and then an unexpected 1.
-func (s *scanner) scanNumber() (int, error) {
+func (s *Scanner) scanNumber() (int, error) {
 	data := s.data
 	i := s.pos
 	if data[i] == '-' {
@@ -483,7 +492,7 @@ func skipPlain(data []byte, i int) int {
 // surrogates by U+FFFD, since Decode must read the same request as
 // json.Unmarshal. Both happen in the one loop, so that each byte is looked
 // at once.
-func (s *scanner) scanString() error {
+func (s *Scanner) scanString() error {
 	data := s.data
 	start := s.pos + 1
 	i := start
@@ -598,7 +607,7 @@ var unescaped = [256]byte{
 
 // hexError reports what is wrong with the four hex digits of the \u
 // escape at i.
-func (s *scanner) hexError(i int) error {
+func (s *Scanner) hexError(i int) error {
 	for k := i; k < i+4; k++ {
 		if k >= len(s.data) {
 			return s.eof()
