@@ -54,6 +54,27 @@ func New(data []byte) Scanner {
 	return Scanner{data: data, buf: *p, pooled: p}
 }
 
+// SkipRest consumes the rest of a value whose first token was k: nothing
+// more for a scalar, through the matching close for an object or array.
+func (s *Scanner) SkipRest(k Kind) error {
+	depth := 0
+	for {
+		switch k {
+		case BeginObject, BeginArray:
+			depth++
+		case EndObject, EndArray:
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+		var err error
+		if k, err = s.Next(); err != nil {
+			return err
+		}
+	}
+}
+
 // Value is the contents of the last String token, unescaped, or the text of
 // the last Number. It is valid only until the next call to Next or Release.
 func (s *Scanner) Value() []byte { return s.val }

@@ -415,3 +415,39 @@ func scanAll(data []byte) ([]json.Token, error) {
 		toks = append(toks, t)
 	}
 }
+
+// TestSkipRest: the rest of a container is consumed through its close, and
+// a scalar needs nothing more; an error inside is reported.
+func TestSkipRest(t *testing.T) {
+	t.Parallel()
+	s := New([]byte(`[{"a":[1,{"b":"}"}]},"x",3]`))
+	defer s.Release()
+	want := func(k Kind) {
+		t.Helper()
+		got, err := s.Next()
+		if err != nil || got != k {
+			t.Fatalf("Next = %v, %v; want kind %v", got, err, k)
+		}
+	}
+	want(BeginArray)
+	want(BeginObject)
+	if err := s.SkipRest(BeginObject); err != nil {
+		t.Fatal(err)
+	}
+	want(String)
+	if err := s.SkipRest(String); err != nil {
+		t.Fatal(err)
+	}
+	want(Number)
+	if string(s.Value()) != "3" {
+		t.Errorf("after skipping, the number is %q", s.Value())
+	}
+
+	bad := New([]byte(`[[1,}`))
+	defer bad.Release()
+	k, _ := bad.Next()
+	var se *SyntaxError
+	if err := bad.SkipRest(k); !errors.As(err, &se) {
+		t.Errorf("SkipRest over malformed input = %v; want a *SyntaxError", err)
+	}
+}

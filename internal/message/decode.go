@@ -428,22 +428,10 @@ func (d *jsonReader) skipValue() error {
 
 // skip consumes the rest of a value whose first token was k.
 func (d *jsonReader) skip(k jsonscan.Kind) error {
-	depth := 0
-	for {
-		switch k {
-		case jsonscan.BeginObject, jsonscan.BeginArray:
-			depth++
-		case jsonscan.EndObject, jsonscan.EndArray:
-			depth--
-		}
-		if depth == 0 {
-			return nil
-		}
-		var err error
-		if k, err = d.token(); err != nil {
-			return err
-		}
+	if err := d.dec.SkipRest(k); err != nil {
+		return d.syntax(err)
 	}
+	return nil
 }
 
 func (d *jsonReader) token() (jsonscan.Kind, error) {

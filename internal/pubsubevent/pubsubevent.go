@@ -201,22 +201,8 @@ func skip(s *jsonscan.Scanner, key string, fields ...string) bool {
 			return false
 		}
 	}
-	depth := 0
-	for {
-		k, err := s.Next()
-		if err != nil {
-			return false
-		}
-		switch k {
-		case jsonscan.BeginObject, jsonscan.BeginArray:
-			depth++
-		case jsonscan.EndObject, jsonscan.EndArray:
-			depth--
-		}
-		if depth == 0 {
-			return true
-		}
-	}
+	k, err := s.Next()
+	return err == nil && s.SkipRest(k) == nil
 }
 
 // New builds the event that Pub/Sub push would deliver for m, for the dev
