@@ -156,19 +156,13 @@ func TestLocalIgnoresTornFinalLine(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			reopened := openLocal(t, path)
-			for key, rec := range want {
-				sameRecord(t, "reopened "+key, get(t, reopened, key), rec)
-			}
+			reopened := reopenHolds(t, path, "reopened", want)
 			claim(t, reopened, "c", now)
 			want["c"] = get(t, reopened, "c")
 			if recs := journal(t, path); len(recs) != 3 {
 				t.Fatalf("journal holds %d records, want 3", len(recs))
 			}
-			again := openLocal(t, path)
-			for key, rec := range want {
-				sameRecord(t, "reopened again "+key, get(t, again, key), rec)
-			}
+			reopenHolds(t, path, "reopened again", want)
 		})
 	}
 }
@@ -344,10 +338,18 @@ func TestLocalAppendFailureIsUnavailableAndUndone(t *testing.T) {
 	if recs := journal(t, path); len(recs) != 4 {
 		t.Errorf("journal holds %d lines, want 4", len(recs))
 	}
-	reopened := openLocal(t, path)
+	reopenHolds(t, path, "reopened", want)
+}
+
+// reopenHolds opens the journal at path afresh and checks that it holds
+// want's records.
+func reopenHolds(t *testing.T, path, label string, want map[string]*ledger.Record) *ledger.Local {
+	t.Helper()
+	l := openLocal(t, path)
 	for key, rec := range want {
-		sameRecord(t, "reopened "+key, get(t, reopened, key), rec)
+		sameRecord(t, label+" "+key, get(t, l, key), rec)
 	}
+	return l
 }
 
 func TestLocalClose(t *testing.T) {
