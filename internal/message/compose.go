@@ -68,6 +68,15 @@ func Compose(r *Request, opts ComposeOptions) ([]byte, error) {
 			return nil, err
 		}
 	}
+	if k := opts.MessageIDKey; k != "" && k != r.IdempotencyKey {
+		// A key from elsewhere (a Pub/Sub attribute) meets the same rules
+		// as the request's own.
+		var p problems
+		p.idempotencyKey(k)
+		if err := p.err(); err != nil {
+			return nil, err
+		}
+	}
 	if len(r.Raw) > 0 {
 		return r.Raw, nil
 	}

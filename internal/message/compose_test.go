@@ -3,6 +3,7 @@ package message
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -567,6 +568,23 @@ func TestComposeIntoBuffer(t *testing.T) {
 		shared := cap(c.buf) > 0 && &out[0] == &c.buf[:1][0]
 		if shared != c.share {
 			t.Errorf("%s: result shares the buffer = %v, want %v", c.name, shared, c.share)
+		}
+	}
+}
+
+// TestComposeChecksMessageIDKey: a Message-ID key given apart from the
+// request is held to idempotency_key's rules, validated request or not.
+func TestComposeChecksMessageIDKey(t *testing.T) {
+	t.Parallel()
+	for _, validated := range []bool{false, true} {
+		for key, ok := range map[string]bool{"order-42": true, strings.Repeat("k", MaxIdempotencyKeyLen+1): false, "tab\there": false} {
+			_, err := Compose(benchRequest(), ComposeOptions{Now: testNow, MessageIDKey: key, Validated: validated})
+			if ok != (err == nil) {
+				t.Errorf("validated %v, key %.20q: Compose error = %v", validated, key, err)
+			}
+			if !ok && !reflect.DeepEqual(problemFields(t, err), []string{"idempotency_key"}) {
+				t.Errorf("validated %v, key %.20q: problems name %q", validated, key, problemFields(t, err))
+			}
 		}
 	}
 }

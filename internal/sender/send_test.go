@@ -311,6 +311,24 @@ func TestKeyPrecedence(t *testing.T) {
 	}
 }
 
+// TestInvalidAttributeKey: a key from the idempotency_key attribute meets
+// the request field's rules; one that does not fails the request without
+// reaching Gmail.
+func TestInvalidAttributeKey(t *testing.T) {
+	t.Parallel()
+	e := sendertest.New(t, sendertest.Options{})
+	e.Connect(alice)
+	d := delivery("ps-78", sendertest.NewRequest(alice, ""))
+	d.Attributes = map[string]string{"idempotency_key": "bad\tkey"}
+	wantAck(t, e.Deliver(d))
+	r := oneResult(t, e)
+	if r.Event.Status != results.StatusFailed || r.Event.Error == nil || r.Event.Error.Code != string(gmail.CodeInvalidRequest) ||
+		!strings.Contains(r.Event.Error.Message, "idempotency_key") {
+		t.Errorf("result = %+v", r.Event)
+	}
+	wantOutbox(t, e, 0)
+}
+
 // TestRejectedWithoutRetry: requests that can never succeed end in one
 // failed result with a precise message and an ack, without reaching Gmail.
 func TestRejectedWithoutRetry(t *testing.T) {
