@@ -341,40 +341,45 @@ func tree(r *Request) (*part, error) {
 		if html == nil {
 			return nil, fmt.Errorf("message: compose: %w: inline attachments need an html body", ErrInvalid)
 		}
-		html = container("multipart/related", map[string]string{"type": "text/html"}, append([]*part{html}, inline...))
+		html = container("multipart/related", true, append([]*part{html}, inline...))
 	}
 	switch {
 	case r.Text != "" && html != nil:
-		body = container("multipart/alternative", nil, []*part{textPart("text/plain", r.Text), html})
+		body = container("multipart/alternative", false, []*part{textPart("text/plain", r.Text), html})
 	case html != nil:
 		body = html
 	default:
 		body = textPart("text/plain", r.Text)
 	}
 	if len(attached) > 0 {
-		body = container("multipart/mixed", nil, append([]*part{body}, attached...))
+		body = container("multipart/mixed", false, append([]*part{body}, attached...))
 	}
 	return body, nil
 }
 
 // textPart is a UTF-8 quoted-printable leaf. Its fields, like those of every
 // part, are set in the reverse of their order on the wire, so that
-// Content-Type comes first.
+// Content-Type comes first. The Content-Type value is spelled out: it is
+// what SetContentType formats (TestContentTypeSpelling), without building
+// a parameter map per message.
 func textPart(mediaType, text string) *part {
 	p := &part{text: text}
 	p.header.Add("Content-Transfer-Encoding", "quoted-printable")
-	p.header.SetContentType(mediaType, map[string]string{"charset": "utf-8"})
+	p.header.Set("Content-Type", mediaType+"; charset=utf-8")
 	return p
 }
 
-// container is a multipart entity with a fresh boundary.
-func container(mediaType string, params map[string]string, children []*part) *part {
-	if params == nil {
-		params = make(map[string]string, 1)
+// container is a multipart entity with a fresh boundary. related, for
+// multipart/related, adds its type parameter. The boundary starts with
+// "=", so it is quoted, as mime.FormatMediaType would.
+func container(mediaType string, related bool, children []*part) *part {
+	b := boundary()
+	v := mediaType + `; boundary="` + b + `"`
+	if related {
+		v += `; type="text/html"`
 	}
-	params["boundary"] = boundary()
-	p := &part{children: children, boundary: params["boundary"]}
-	p.header.SetContentType(mediaType, params)
+	p := &part{children: children, boundary: b}
+	p.header.Set("Content-Type", v)
 	return p
 }
 

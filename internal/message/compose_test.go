@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	gomessage "github.com/emersion/go-message"
 )
 
 var testNow = time.Date(2026, 3, 14, 15, 9, 26, 0, time.FixedZone("", 2*3600))
@@ -585,6 +587,36 @@ func TestComposeChecksMessageIDKey(t *testing.T) {
 			if !ok && !reflect.DeepEqual(problemFields(t, err), []string{"idempotency_key"}) {
 				t.Errorf("validated %v, key %.20q: problems name %q", validated, key, problemFields(t, err))
 			}
+		}
+	}
+}
+
+// TestContentTypeSpelling: the Content-Type values textPart and container
+// spell out are what go-message's SetContentType formats from the media
+// type and parameters.
+func TestContentTypeSpelling(t *testing.T) {
+	t.Parallel()
+	want := func(mt string, params map[string]string) string {
+		var h gomessage.Header
+		h.SetContentType(mt, params)
+		return h.Get("Content-Type")
+	}
+	for _, mt := range []string{"text/plain", "text/html"} {
+		if got, w := textPart(mt, "x").header.Get("Content-Type"), want(mt, map[string]string{"charset": "utf-8"}); got != w {
+			t.Errorf("textPart(%s): Content-Type %q, want %q", mt, got, w)
+		}
+	}
+	for _, c := range []struct {
+		mt      string
+		related bool
+	}{{"multipart/alternative", false}, {"multipart/mixed", false}, {"multipart/related", true}} {
+		p := container(c.mt, c.related, nil)
+		params := map[string]string{"boundary": p.boundary}
+		if c.related {
+			params["type"] = "text/html"
+		}
+		if got, w := p.header.Get("Content-Type"), want(c.mt, params); got != w {
+			t.Errorf("container(%s): Content-Type %q, want %q", c.mt, got, w)
 		}
 	}
 }
