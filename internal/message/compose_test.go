@@ -620,3 +620,21 @@ func TestContentTypeSpelling(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeSubjectEdgeBlanks (FuzzCompose crasher 775dedc6ca0a0309): a
+// subject with blanks at its ends composes; readers see it trimmed, except
+// where an encoded word carries the blanks.
+func TestComposeSubjectEdgeBlanks(t *testing.T) {
+	t.Parallel()
+	for subject, want := range map[string]string{" ": "", "a ": "a", " a": "a", "\t": "", " é": " é"} {
+		r := benchRequest()
+		r.Subject = subject
+		out, err := Compose(r, ComposeOptions{Now: testNow})
+		if err != nil {
+			t.Fatalf("Compose(subject %q) = %v", subject, err)
+		}
+		if got := parseMessage(t, out).text(t, "Subject"); got != want {
+			t.Errorf("subject %q reads as %q, want %q", subject, got, want)
+		}
+	}
+}
