@@ -52,7 +52,19 @@ func Decode(e event.Event) (*Message, error) {
 	if e.Type() != "" && e.Type() != Type {
 		return nil, fmt.Errorf("pubsubevent: event type %q is not %s", e.Type(), Type)
 	}
-	w, err := decodeWire(e.Data())
+	return decode(e.Data(), e.ID())
+}
+
+// DecodePush extracts the Pub/Sub message from the body of a push request,
+// which is the same JSON as a messagePublished event's data. fallbackID
+// (the ce-id header of an Eventarc delivery, say) names a message that
+// carries no ID of its own.
+func DecodePush(body []byte, fallbackID string) (*Message, error) {
+	return decode(body, fallbackID)
+}
+
+func decode(data []byte, fallbackID string) (*Message, error) {
+	w, err := decodeWire(data)
 	if err != nil {
 		return nil, fmt.Errorf("pubsubevent: decoding event data: %w", err)
 	}
@@ -61,7 +73,7 @@ func Decode(e event.Event) (*Message, error) {
 		id = w.Message.MessageID2
 	}
 	if id == "" {
-		id = e.ID()
+		id = fallbackID
 	}
 	if id == "" && len(w.Message.Data) == 0 {
 		return nil, errors.New("pubsubevent: the event carries no Pub/Sub message")
