@@ -27,9 +27,10 @@ resource "google_pubsub_topic" "healthcheck" {
 }
 
 # Our own push subscription to the sender, rather than an Eventarc trigger:
-# it gives the retry backoff and dead-lettering below. The endpoint ends in
-# /projects/P/topics/gmail-send because the functions framework takes the
-# CloudEvent source from that part of the request path.
+# it gives the retry backoff and dead-lettering below. The sender reads the
+# push body and ignores the path; the endpoint still ends in
+# /projects/P/topics/gmail-send, the form the functions framework needs if
+# the sender is ever registered as a CloudEvent function again.
 resource "google_pubsub_subscription" "send_push" {
   name  = "gmail-send-push"
   topic = google_pubsub_topic.send.id

@@ -1,10 +1,11 @@
-// Package healthcheck runs on a schedule (Cloud Scheduler → Pub/Sub →
-// CloudEvent) and refreshes every connected mailbox's token, moving dead
-// ones to reauth_required and announcing it.
+// Package healthcheck runs on a schedule (Cloud Scheduler → Pub/Sub → push)
+// and refreshes every connected mailbox's token, moving dead ones to
+// reauth_required and announcing it.
 package healthcheck
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -12,19 +13,21 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/config"
 	"github.com/gmailrelay/gmailrelay/internal/function"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
+	"github.com/gmailrelay/gmailrelay/internal/pubsubevent"
 	"github.com/gmailrelay/gmailrelay/internal/setup"
 )
 
 // Name is the function's target name.
 const Name = "healthcheck"
 
-// Handle serves the function; the dev server calls it too.
-var Handle = function.CloudEvent[config.Healthcheck](Name, func(ctx context.Context, cfg *config.Healthcheck) (function.CloudEventHandler, error) {
+// fn is the function, fed by Pub/Sub push like the sender (see
+// function.PushFunction).
+var fn = function.Push[config.Healthcheck](Name, func(ctx context.Context, cfg *config.Healthcheck) (function.PushHandler, error) {
 	chk, err := setup.Healthcheck(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context, _ event.Event) error {
+	return func(ctx context.Context, _ *pubsubevent.Message) error {
 		sum, err := chk.CheckAll(ctx)
 		if err != nil {
 			// The registry could not be listed: a redelivery may work.
@@ -38,4 +41,10 @@ var Handle = function.CloudEvent[config.Healthcheck](Name, func(ctx context.Cont
 	}, nil
 })
 
-func init() { functions.CloudEvent(Name, Handle) }
+// Handle takes the scheduler's CloudEvent: the dev server calls it.
+func Handle(ctx context.Context, e event.Event) error { return fn.CloudEvent(ctx, e) }
+
+// ServeHTTP is what Cloud Run serves: the push request.
+func ServeHTTP(w http.ResponseWriter, r *http.Request) { fn.ServeHTTP(w, r) }
+
+func init() { functions.HTTP(Name, ServeHTTP) }

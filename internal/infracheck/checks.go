@@ -417,7 +417,7 @@ func checkPushEndpoint(m *Module) []string {
 	}
 	rendered := m.render(endpoint)
 	if !sendPath.MatchString(rendered) {
-		out = append(out, fmt.Sprintf("%s pushes to %s, which does not end in /projects/PROJECT/topics/gmail-send (the functions framework takes the CloudEvent source from that path)", sub.where(), rendered))
+		out = append(out, fmt.Sprintf("%s pushes to %s, which does not end in /projects/PROJECT/topics/gmail-send (the form the functions framework needs to serve a CloudEvent function)", sub.where(), rendered))
 	}
 	if !slices.Contains(referenced(endpoint, "google_cloudfunctions2_function"), functionResourceName(m, "sender")) {
 		out = append(out, fmt.Sprintf("%s does not push to the sender function", sub.where()))

@@ -4,7 +4,7 @@
 // on every change. No primitive role is granted and no secret value enters the
 // Terraform state; every variable and output is described; each function runs
 // as its own service account; only authorize and confirm are public; the
-// gmail-send push subscription targets the sender's CloudEvent path and
+// gmail-send push subscription targets the sender at the topic's path and
 // dead-letters into a topic that has a subscription; every project-level
 // grant on Secret Manager versions is conditioned on the gmail-token- prefix;
 // the provider is pinned; APIs stay enabled on destroy; and each function gets

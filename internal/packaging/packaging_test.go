@@ -377,8 +377,8 @@ func identityToken(email string) string {
 		enc([]byte("not-a-signature"))
 }
 
-// pushBody is a Pub/Sub push request without ce-* headers, which the
-// functions framework turns into a messagePublished CloudEvent.
+// pushBody is a Pub/Sub push request as Pub/Sub sends it, without ce-*
+// headers: the push-fed functions read it themselves.
 func pushBody(t *testing.T, id, data string) []byte {
 	t.Helper()
 	b, err := json.Marshal(map[string]any{
