@@ -3,6 +3,7 @@
 // once, on the first request (sync.OnceValues keeps the error), puts a
 // trace-aware logger in each request's context, and answers a clear 503
 // when the deployment is misconfigured instead of crashing the instance.
+// HTTP serves the browser and API functions; Push, the Pub/Sub-fed ones.
 package function
 
 import (
@@ -12,8 +13,6 @@ import (
 	"net/http"
 	"os"
 	"sync"
-
-	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/gmailrelay/gmailrelay/internal/config"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
@@ -72,23 +71,4 @@ func notReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Error(w, msg+"\n"+fix, http.StatusServiceUnavailable)
-}
-
-// CloudEventHandler handles one CloudEvent; an error asks for redelivery.
-type CloudEventHandler func(context.Context, event.Event) error
-
-// CloudEvent returns a CloudEvent function running the handler build makes.
-func CloudEvent[C any, PC interface {
-	*C
-	Validate() error
-}](name string, build func(context.Context, *C) (CloudEventHandler, error)) func(context.Context, event.Event) error {
-	log := logging.NewFromEnv().With("function", name)
-	get := load[C, PC](name, log, build)
-	return func(ctx context.Context, e event.Event) error {
-		h, err := get()
-		if err != nil {
-			return fmt.Errorf("%s is not configured: %w", name, err)
-		}
-		return h(logging.WithLogger(ctx, log.With("event_id", e.ID())), e)
-	}
 }
