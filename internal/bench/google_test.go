@@ -14,8 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +21,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2/pstest"
 
+	"github.com/gmailrelay/gmailrelay/internal/procstat"
 	"github.com/gmailrelay/gmailrelay/internal/sandbox"
 	"github.com/gmailrelay/gmailrelay/internal/secretfake"
 )
@@ -363,27 +362,5 @@ func (g *google) cpuSeconds() float64 {
 	if g.cmd == nil || g.cmd.Process == nil {
 		return 0
 	}
-	return procCPU(g.cmd.Process.Pid)
-}
-
-// procCPU reads utime+stime of pid from /proc, in seconds.
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// Fields after the parenthesised command name; utime and stime are the
-	// 14th and 15th fields of the whole line.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ is 100 on Linux
+	return procstat.CPUSeconds(g.cmd.Process.Pid)
 }

@@ -58,6 +58,7 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
 	"github.com/gmailrelay/gmailrelay/internal/message"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
+	"github.com/gmailrelay/gmailrelay/internal/procstat"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/sandbox"
 	"github.com/gmailrelay/gmailrelay/internal/secretfake"
@@ -473,48 +474,6 @@ func (p *proc) stop() {
 	p.log.Close()
 }
 
-// status reads VmHWM and VmRSS (kB) of pid.
-func status(pid int) (hwm, rss int64) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmHWM:":
-			hwm = v
-		case "VmRSS:":
-			rss = v
-		}
-	}
-	return hwm, rss
-}
-
-// cpuSeconds reads utime+stime of pid.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100
-}
-
 // ---- Pub/Sub emulator ------------------------------------------------------------
 
 func emulatorHost() (string, error) {
@@ -786,7 +745,7 @@ func runLoad(direct bool) error {
 		via = "direct push"
 	}
 	log.Printf("run: %d messages by %s, rate %s, store %s, concurrency %d", *n, via, rateString(*rate), *store, *limit)
-	cpu0 := cpuSeconds(sp.cmd.Process.Pid)
+	cpu0 := procstat.CPUSeconds(sp.cmd.Process.Pid)
 	t0 := time.Now()
 	started, pubTook, err := send(*n, func(i int) []byte { return request(emails[i%len(emails)], i) })
 	if err != nil {
@@ -796,8 +755,8 @@ func runLoad(direct bool) error {
 		log.Print(err)
 	}
 	out := g.sb.Outbox()[warm:]
-	cpu := cpuSeconds(sp.cmd.Process.Pid) - cpu0
-	hwm, _ := status(sp.cmd.Process.Pid)
+	cpu := procstat.CPUSeconds(sp.cmd.Process.Pid) - cpu0
+	hwm := procstat.PeakRSSKB(sp.cmd.Process.Pid)
 	var last time.Time
 	var lat latencies
 	seen := map[int]int{}
@@ -1083,7 +1042,7 @@ func large() error {
 	if err := post(sp.url()+"/projects/"+project+"/topics/"+sendTopic, small); err != nil {
 		return err
 	}
-	hwm0, _ := status(sp.cmd.Process.Pid)
+	hwm0 := procstat.PeakRSSKB(sp.cmd.Process.Pid)
 	// The attachment's base64 fills the request to just under 10 MB.
 	att := make([]byte, (message.MaxRequestSize-20_000)/4*3)
 	fillPseudoRandom(att)
@@ -1095,7 +1054,7 @@ func large() error {
 	if err := post(sp.url()+"/projects/"+project+"/topics/"+sendTopic, pushBody("large-1", data, project)); err != nil {
 		return err
 	}
-	hwm1, _ := status(sp.cmd.Process.Pid)
+	hwm1 := procstat.PeakRSSKB(sp.cmd.Process.Pid)
 	out := g.sb.Outbox()
 	if len(out) != 2 {
 		return fmt.Errorf("the sandbox accepted %d messages, want 2 (sender log %s)", len(out), sp.log.Name())
@@ -1167,12 +1126,12 @@ func post(url string, body []byte) error {
 // with the relay's gmail client, then reports its peak RSS.
 func largeChild() error {
 	ctx := context.Background()
-	hwmStart, _ := status(os.Getpid())
+	hwmStart := procstat.PeakRSSKB(os.Getpid())
 	att := make([]byte, 22_000_000)
 	fillPseudoRandom(att)
 	req := &message.Request{Account: os.Getenv("LOADTEST_ACCOUNT"), To: []string{"bob@example.org"}, Subject: "thirty",
 		Text: "see attachment", Attachments: []message.Attachment{{Filename: "big.bin", ContentType: "application/octet-stream", Data: att}}}
-	hwm0, _ := status(os.Getpid())
+	hwm0 := procstat.PeakRSSKB(os.Getpid())
 	raw, err := message.Compose(req, message.ComposeOptions{Now: time.Now()})
 	if err != nil {
 		return err
@@ -1184,7 +1143,7 @@ func largeChild() error {
 	if _, err := gmail.Send(ctx, svc, raw, ""); err != nil {
 		return err
 	}
-	hwm, _ := status(os.Getpid())
+	hwm := procstat.PeakRSSKB(os.Getpid())
 	return json.NewEncoder(os.Stdout).Encode(map[string]int64{"size": int64(len(raw)), "hwm_start_kb": hwmStart, "hwm_before_kb": hwm0, "hwm_kb": hwm})
 }
 
