@@ -8,7 +8,6 @@ package jsonscan
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"io"
 	"math/bits"
 	"strconv"
@@ -198,34 +197,6 @@ func (s *Scanner) peek() (byte, bool) {
 	return 0, false
 }
 
-// Token returns the next token in Decoder.Token's form, with numbers as
-// json.Number. Decode uses next instead: a string in an interface costs an
-// allocation of its own.
-func (s *Scanner) Token() (json.Token, error) {
-	k, err := s.Next()
-	if err != nil {
-		return nil, err
-	}
-	switch k {
-	case BeginObject:
-		return json.Delim('{'), nil
-	case EndObject:
-		return json.Delim('}'), nil
-	case BeginArray:
-		return json.Delim('['), nil
-	case EndArray:
-		return json.Delim(']'), nil
-	case String:
-		return string(s.val), nil
-	case Number:
-		return json.Number(s.val), nil
-	case True:
-		return true, nil
-	case False:
-		return false, nil
-	}
-	return nil, nil
-}
 
 // next reads the next token, consuming the commas and colons before it.
 func (s *Scanner) Next() (Kind, error) {
