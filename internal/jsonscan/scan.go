@@ -38,7 +38,7 @@ type Scanner struct {
 
 	// val holds the contents of the last string token, unescaped, or the
 	// text of the last number. It aliases data or buf, so it is valid only
-	// until the next call to next.
+	// until the next call to Next.
 	val []byte
 	// buf is reused to unescape strings, so that a string with escapes
 	// costs no more allocations than one without.
@@ -177,7 +177,7 @@ func (s *Scanner) InputOffset() int64 { return int64(s.pos) }
 
 // More reports whether another element or member follows in the current
 // array or object. Like Decoder.More it only peeks: a byte that cannot
-// follow is left for next to reject.
+// follow is left for Next to reject.
 func (s *Scanner) More() bool {
 	c, ok := s.peek()
 	return ok && c != ']' && c != '}'
@@ -197,8 +197,7 @@ func (s *Scanner) peek() (byte, bool) {
 	return 0, false
 }
 
-
-// next reads the next token, consuming the commas and colons before it.
+// Next reads the next token, consuming the commas and colons before it.
 func (s *Scanner) Next() (Kind, error) {
 	if s.err != nil {
 		return 0, s.err
@@ -376,7 +375,7 @@ func (s *Scanner) scanLiteral(lit string) error {
 }
 
 // scanNumber returns the end of the number at s.pos, by RFC 8259's
-// grammar. Whatever follows the number is left for next to judge, as
+// grammar. Whatever follows the number is left for Next to judge, as
 // Decoder.Token does: "01" is the number 0 and then an unexpected 1.
 func (s *Scanner) scanNumber() (int, error) {
 	data := s.data
