@@ -35,8 +35,8 @@ test: ## Unit tests, then emulators and integration, end-to-end and browser test
 test-unit: ## Fast unit tests only (no emulators).
 	go test -race -shuffle=on -short ./...
 
-fuzz: ## Fuzz request and push decoding (and the JSON scanner), composition (and its encoders), raw checks and OAuth state, FUZZTIME each (default 10m).
-	@for target in FuzzDecode FuzzCompose FuzzAppendQP FuzzCheckRaw; do \
+fuzz: ## Fuzz request and push decoding (and the JSON scanner), composition (its encoders and header folding, against go-message), raw checks and OAuth state, FUZZTIME each (default 10m).
+	@for target in FuzzDecode FuzzCompose FuzzAppendQP FuzzAppendField FuzzCheckRaw; do \
 	  echo "== $$target ($(FUZZTIME))"; go test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) ./internal/message || exit 1; done
 	@echo "== FuzzDecodeWire ($(FUZZTIME))"; go test -run='^$$' -fuzz='^FuzzDecodeWire$$' -fuzztime=$(FUZZTIME) ./internal/pubsubevent
 	@echo "== FuzzScanner ($(FUZZTIME))"; go test -run='^$$' -fuzz='^FuzzScanner$$' -fuzztime=$(FUZZTIME) ./internal/jsonscan

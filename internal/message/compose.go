@@ -10,15 +10,12 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"net/textproto"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
-
-	gomessage "github.com/emersion/go-message"
-	gomail "github.com/emersion/go-message/mail"
-	"github.com/emersion/go-message/textproto"
 )
 
 // ComposeOptions are the inputs of Compose that are not in the request.
@@ -100,9 +97,9 @@ func randomMessageID(domain string) string {
 
 // part is one MIME entity of the message tree.
 type part struct {
-	header   gomessage.Header // the Content-* fields
-	text     string           // body of a text leaf
-	data     []byte           // body of an attachment leaf
+	header   []field // the Content-* fields, in wire order
+	text     string  // body of a text leaf
+	data     []byte  // body of an attachment leaf
 	children []*part
 	boundary string // of a container
 }
@@ -111,6 +108,12 @@ type part struct {
 // Compose so that tests can show that it cannot emit an injected header even
 // when Validate is bypassed.
 func compose(r *Request, opts ComposeOptions) ([]byte, error) {
+	return composeWith(r, opts, boundary)
+}
+
+// composeWith is compose with the source of multipart boundaries as a
+// parameter, so that tests can compare whole messages with another writer's.
+func composeWith(r *Request, opts ComposeOptions, newBoundary func() string) ([]byte, error) {
 	// net/mail drops control characters while formatting an address, so an
 	// account that is not exactly one bare address would be sent as some
 	// other address rather than fail.
@@ -133,7 +136,7 @@ func compose(r *Request, opts ComposeOptions) ([]byte, error) {
 		msgID = MessageID(k, domain)
 	}
 
-	root, err := tree(r)
+	root, err := tree(r, newBoundary)
 	if err != nil {
 		return nil, err
 	}
@@ -147,11 +150,10 @@ func compose(r *Request, opts ComposeOptions) ([]byte, error) {
 	if w.buf.Cap() < sizeBound(r) {
 		w.buf.Grow(estimateSize(r))
 	}
-	if err := textproto.WriteHeader(w, h.Header.Header); err != nil {
-		return nil, fmt.Errorf("message: compose: %w", err)
-	}
 	sp := scratchPool.Get().(*[]byte)
-	scratch, err := writeEntity(w, root, (*sp)[:0])
+	scratch := appendHeader((*sp)[:0], h)
+	w.Write(scratch)
+	scratch, err = writeEntity(w, root, scratch)
 	if cap(scratch) <= maxPooledScratch {
 		*sp = scratch
 		scratchPool.Put(sp)
@@ -165,63 +167,82 @@ func compose(r *Request, opts ComposeOptions) ([]byte, error) {
 	return w.buf.Bytes(), nil
 }
 
-// topHeader builds the message header. go-message writes the field set last
-// first, so the fields are set in the reverse of their order on the wire.
-func topHeader(r *Request, now time.Time, msgID string, root *part) (gomail.Header, error) {
-	var h gomail.Header
-	fields := root.header.Fields()
-	var content [][2]string
-	for fields.Next() {
-		content = append(content, [2]string{fields.Key(), fields.Value()})
-	}
-	for _, kv := range slices.Backward(content) {
-		h.Add(kv[0], kv[1])
-	}
-	h.Set("MIME-Version", "1.0")
-
-	names := make([]string, 0, len(r.Headers))
-	for k := range r.Headers {
-		names = append(names, k)
-	}
-	// Names differ in case only in requests that bypassed Validate; a stable
-	// sort keeps even those deterministic.
-	slices.SortStableFunc(names, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
-	for _, name := range slices.Backward(names) {
-		if !allowedHeader(name) {
-			return h, fmt.Errorf("message: compose: %w: custom header %s is not allowed", ErrInvalid, quote(name))
-		}
-		h.Add(name, r.Headers[name])
-	}
-	if len(r.References) > 0 {
-		h.Set("References", strings.Join(r.References, " "))
-	}
-	if r.InReplyTo != "" {
-		h.Set("In-Reply-To", r.InReplyTo)
-	}
-	h.Set("Message-Id", msgID)
-	h.SetDate(now)
-	if r.Subject != "" {
-		h.SetSubject(r.Subject)
-	}
+// topHeader builds the message header in wire order: the addresses,
+// Subject, Date and the message's identity, the custom headers sorted by
+// name, then MIME-Version and the root part's Content-* fields. Addressing
+// comes first because Gmail has been reported to ignore recipients that
+// follow the MIME fields (googleworkspace/cli#569).
+func topHeader(r *Request, now time.Time, msgID string, root *part) ([]field, error) {
+	h := make([]field, 0, 10+len(r.Headers)+len(root.header))
+	h = append(h, field{"From", formatAddressList([]*mail.Address{{Name: r.FromName, Address: r.Account}})})
 	for _, l := range []struct {
 		key  string
 		list []string
-	}{{"Reply-To", r.ReplyTo}, {"Bcc", r.Bcc}, {"Cc", r.Cc}, {"To", r.To}} {
+	}{{"To", r.To}, {"Cc", r.Cc}, {"Bcc", r.Bcc}, {"Reply-To", r.ReplyTo}} {
 		if len(l.list) == 0 {
 			continue
 		}
 		addrs, err := parseAddresses(l.key, l.list)
 		if err != nil {
-			return h, err
+			return nil, err
 		}
-		h.Set(l.key, formatAddressList(addrs))
+		h = append(h, field{l.key, formatAddressList(addrs)})
 	}
-	h.Set("From", formatAddressList([]*mail.Address{{Name: r.FromName, Address: r.Account}}))
+	if r.Subject != "" {
+		h = append(h, field{"Subject", mime.QEncoding.Encode("utf-8", r.Subject)})
+	}
+	h = append(h, field{"Date", now.Format(dateLayout)}, field{"Message-Id", msgID})
+	if r.InReplyTo != "" {
+		h = append(h, field{"In-Reply-To", r.InReplyTo})
+	}
+	if len(r.References) > 0 {
+		h = append(h, field{"References", strings.Join(r.References, " ")})
+	}
 
-	if err := checkFields(h.Header); err != nil {
-		return h, err
+	custom := len(h)
+	for name, v := range r.Headers {
+		h = append(h, field{name, v})
+	}
+	// Names differ in case only in requests that bypassed Validate; the
+	// tie-breakers keep even those, and which one an error names,
+	// deterministic.
+	slices.SortFunc(h[custom:], func(a, b field) int {
+		return cmp.Or(compareFold(a.name, b.name), strings.Compare(a.name, b.name), strings.Compare(a.value, b.value))
+	})
+	for i := custom; i < len(h); i++ {
+		if !allowedHeader(h[i].name) {
+			return nil, fmt.Errorf("message: compose: %w: custom header %s is not allowed", ErrInvalid, quote(h[i].name))
+		}
+		h[i].name = textproto.CanonicalMIMEHeaderKey(h[i].name)
+	}
+
+	h = append(h, field{"Mime-Version", "1.0"})
+	h = append(h, root.header...)
+	if err := checkFields(h); err != nil {
+		return nil, err
 	}
 	return h, nil
+}
+
+// dateLayout is RFC 5322's date-time, as go-message's SetDate writes it.
+const dateLayout = "Mon, 02 Jan 2006 15:04:05 -0700"
+
+// compareFold compares ASCII names case-insensitively.
+func compareFold(a, b string) int {
+	for i := 0; i < min(len(a), len(b)); i++ {
+		ca, cb := lowerASCII(a[i]), lowerASCII(b[i])
+		if ca != cb {
+			return cmp.Compare(ca, cb)
+		}
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // parseAddresses parses the entries of one address header.
@@ -276,10 +297,9 @@ func needsEncodedWord(r rune) bool {
 // folding space, changing the value, or corrupting it outright inside a
 // token such as a media type. Validate's limits keep every request well
 // inside both.
-func checkFields(h gomessage.Header) error {
-	fields := h.Fields()
-	for fields.Next() {
-		k, v := fields.Key(), fields.Value()
+func checkFields(h []field) error {
+	for _, f := range h {
+		k, v := f.name, f.value
 		if !isFieldName(k) || indexControl(v) >= 0 {
 			return fmt.Errorf("message: compose: %w: header %s has an invalid name or a control character in its value", ErrInvalid, quote(k))
 		}
@@ -319,7 +339,7 @@ func longestWord(v string) int {
 }
 
 // tree lays out the MIME structure of a composed request.
-func tree(r *Request) (*part, error) {
+func tree(r *Request, newBoundary func() string) (*part, error) {
 	var body *part
 	var html *part
 	if r.HTML != "" {
@@ -341,46 +361,41 @@ func tree(r *Request) (*part, error) {
 		if html == nil {
 			return nil, fmt.Errorf("message: compose: %w: inline attachments need an html body", ErrInvalid)
 		}
-		html = container("multipart/related", true, append([]*part{html}, inline...))
+		html = container("multipart/related", newBoundary(), append([]*part{html}, inline...))
 	}
 	switch {
 	case r.Text != "" && html != nil:
-		body = container("multipart/alternative", false, []*part{textPart("text/plain", r.Text), html})
+		body = container("multipart/alternative", newBoundary(), []*part{textPart("text/plain", r.Text), html})
 	case html != nil:
 		body = html
 	default:
 		body = textPart("text/plain", r.Text)
 	}
 	if len(attached) > 0 {
-		body = container("multipart/mixed", false, append([]*part{body}, attached...))
+		body = container("multipart/mixed", newBoundary(), append([]*part{body}, attached...))
 	}
 	return body, nil
 }
 
-// textPart is a UTF-8 quoted-printable leaf. Its fields, like those of every
-// part, are set in the reverse of their order on the wire, so that
-// Content-Type comes first. The Content-Type value is spelled out: it is
-// what SetContentType formats (TestContentTypeSpelling), without building
-// a parameter map per message.
+// textPart is a UTF-8 quoted-printable leaf. The Content-Type value is
+// spelled out: it is what mime.FormatMediaType makes of it
+// (TestContentTypeSpelling), without building a parameter map per message.
 func textPart(mediaType, text string) *part {
-	p := &part{text: text}
-	p.header.Add("Content-Transfer-Encoding", "quoted-printable")
-	p.header.Set("Content-Type", mediaType+"; charset=utf-8")
-	return p
+	return &part{text: text, header: []field{
+		{"Content-Type", mediaType + "; charset=utf-8"},
+		{"Content-Transfer-Encoding", "quoted-printable"},
+	}}
 }
 
-// container is a multipart entity with a fresh boundary. related, for
-// multipart/related, adds its type parameter. The boundary starts with
-// "=", so it is quoted, as mime.FormatMediaType would.
-func container(mediaType string, related bool, children []*part) *part {
-	b := boundary()
+// container is a multipart entity with boundary b; multipart/related gets
+// its type parameter. The boundary starts with "=", so it is quoted, as
+// mime.FormatMediaType would.
+func container(mediaType, b string, children []*part) *part {
 	v := mediaType + `; boundary="` + b + `"`
-	if related {
+	if mediaType == "multipart/related" {
 		v += `; type="text/html"`
 	}
-	p := &part{children: children, boundary: b}
-	p.header.Set("Content-Type", v)
-	return p
+	return &part{children: children, boundary: b, header: []field{{"Content-Type", v}}}
 }
 
 // boundary returns a random multipart boundary that starts with "=_". That
@@ -403,25 +418,33 @@ func attachmentPart(i int, a Attachment) (*part, error) {
 		return nil, fmt.Errorf("message: compose: %w: attachments[%d].content_type %s cannot be an attachment", ErrInvalid, i, quote(mt))
 	}
 	p := &part{data: a.Data}
-	p.header.Add("Content-Transfer-Encoding", "base64")
+	p.header = append(p.header, field{"Content-Type", formatWithParams(mt, params)})
 	disposition := "attachment"
-	if a.ContentID != "" {
-		disposition = "inline"
-	}
-	// go-message encodes non-ASCII parameter values, the file name among
-	// them, as RFC 2047 encoded-words.
-	p.header.SetContentDisposition(disposition, map[string]string{"filename": a.Filename})
 	if a.ContentID != "" {
 		if !isIDText(a.ContentID) {
 			return nil, fmt.Errorf("message: compose: %w: attachments[%d].content_id is not a valid content ID", ErrInvalid, i)
 		}
-		p.header.Add("Content-Id", "<"+a.ContentID+">")
+		p.header = append(p.header, field{"Content-Id", "<" + a.ContentID + ">"})
+		disposition = "inline"
 	}
-	p.header.SetContentType(mt, params)
+	p.header = append(p.header,
+		field{"Content-Disposition", formatWithParams(disposition, map[string]string{"filename": a.Filename})},
+		field{"Content-Transfer-Encoding", "base64"})
 	if err := checkFields(p.header); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// formatWithParams formats a media type or disposition with parameters as
+// go-message does: non-ASCII values, the file name among them, become RFC
+// 2047 encoded-words, which mail readers decode in parameters too.
+func formatWithParams(v string, params map[string]string) string {
+	enc := make(map[string]string, len(params))
+	for k, pv := range params {
+		enc[k] = mime.QEncoding.Encode("utf-8", pv)
+	}
+	return mime.FormatMediaType(v, enc)
 }
 
 // scratchPool holds the body encoders' buffers between messages: growing a
@@ -434,9 +457,8 @@ const maxPooledScratch = 4 * encodeChunk
 // writeEntity writes the body of entity p into w, which already has p's
 // header: the parts of a container between its boundaries, or a leaf's
 // text quoted-printable or data base64. scratch is the encoders' buffer,
-// handed back for reuse. go-message's textproto layer writes the
-// boundaries and part headers; the encoding is this package's, because
-// go-message's quoted-printable writer was the largest cost of composing.
+// handed back for reuse. The layout of boundaries is mime/multipart's, as
+// go-message writes it (TestComposeMatchesGoMessage).
 func writeEntity(w io.Writer, p *part, scratch []byte) ([]byte, error) {
 	if len(p.children) == 0 {
 		if p.data != nil {
@@ -444,20 +466,28 @@ func writeEntity(w io.Writer, p *part, scratch []byte) ([]byte, error) {
 		}
 		return writeQP(w, p.text, scratch)
 	}
-	mw := textproto.NewMultipartWriter(w)
-	if err := mw.SetBoundary(p.boundary); err != nil {
-		return scratch, err
-	}
-	for _, c := range p.children {
-		cw, err := mw.CreatePart(c.header.Header)
-		if err != nil {
+	for i, c := range p.children {
+		scratch = scratch[:0]
+		if i > 0 {
+			scratch = append(scratch, '\r', '\n')
+		}
+		scratch = append(scratch, "--"...)
+		scratch = append(scratch, p.boundary...)
+		scratch = append(scratch, '\r', '\n')
+		scratch = appendHeader(scratch, c.header)
+		if _, err := w.Write(scratch); err != nil {
 			return scratch, err
 		}
-		if scratch, err = writeEntity(cw, c, scratch); err != nil {
+		var err error
+		if scratch, err = writeEntity(w, c, scratch); err != nil {
 			return scratch, err
 		}
 	}
-	return scratch, mw.Close()
+	scratch = append(scratch[:0], "\r\n--"...)
+	scratch = append(scratch, p.boundary...)
+	scratch = append(scratch, "--\r\n"...)
+	_, err := w.Write(scratch)
+	return scratch, err
 }
 
 // cappedBuffer keeps at most limit bytes but counts everything written, so

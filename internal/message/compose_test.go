@@ -602,21 +602,18 @@ func TestContentTypeSpelling(t *testing.T) {
 		return h.Get("Content-Type")
 	}
 	for _, mt := range []string{"text/plain", "text/html"} {
-		if got, w := textPart(mt, "x").header.Get("Content-Type"), want(mt, map[string]string{"charset": "utf-8"}); got != w {
-			t.Errorf("textPart(%s): Content-Type %q, want %q", mt, got, w)
+		if got, w := textPart(mt, "x").header[0], want(mt, map[string]string{"charset": "utf-8"}); got != (field{"Content-Type", w}) {
+			t.Errorf("textPart(%s): %q, want Content-Type %q", mt, got, w)
 		}
 	}
-	for _, c := range []struct {
-		mt      string
-		related bool
-	}{{"multipart/alternative", false}, {"multipart/mixed", false}, {"multipart/related", true}} {
-		p := container(c.mt, c.related, nil)
+	for _, mt := range []string{"multipart/alternative", "multipart/mixed", "multipart/related"} {
+		p := container(mt, boundary(), nil)
 		params := map[string]string{"boundary": p.boundary}
-		if c.related {
+		if mt == "multipart/related" {
 			params["type"] = "text/html"
 		}
-		if got, w := p.header.Get("Content-Type"), want(c.mt, params); got != w {
-			t.Errorf("container(%s): Content-Type %q, want %q", c.mt, got, w)
+		if got, w := p.header[0], want(mt, params); got != (field{"Content-Type", w}) {
+			t.Errorf("container(%s): %q, want Content-Type %q", mt, got, w)
 		}
 	}
 }

@@ -7,10 +7,8 @@ import (
 	"mime/quotedprintable"
 	"strings"
 	"testing"
-	"time"
 
 	gomessage "github.com/emersion/go-message"
-	"github.com/emersion/go-message/textproto"
 )
 
 // stdQP is what mime/quotedprintable writes for s, which go-message used for
@@ -140,80 +138,6 @@ func TestStreamingEncoders(t *testing.T) {
 		}
 		if want := goMessageBase64(t, data); !bytes.Equal(got.Bytes(), want) {
 			t.Errorf("writeBase64Lines of %d bytes differs from go-message", size)
-		}
-	}
-}
-
-// goMessageWriteBody is how compose wrote an entity tree before
-// writeEntity: through go-message's Writer, which encodes each leaf itself.
-func goMessageWriteBody(w *gomessage.Writer, p *part) error {
-	for _, c := range p.children {
-		cw, err := w.CreatePart(c.header)
-		if err != nil {
-			return err
-		}
-		if err := goMessageWriteBody(cw, c); err != nil {
-			return err
-		}
-	}
-	if len(p.children) == 0 {
-		var err error
-		if p.data != nil {
-			_, err = w.Write(p.data)
-		} else {
-			_, err = w.Write([]byte(p.text))
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return w.Close()
-}
-
-// TestWriteEntityMatchesGoMessage: the whole composed message, boundaries
-// and part headers included, is byte for byte what go-message's Writer made
-// of the same tree.
-func TestWriteEntityMatchesGoMessage(t *testing.T) {
-	t.Parallel()
-	big := make([]byte, 3*encodeChunk+5)
-	for i := range big {
-		big[i] = byte(i * 7)
-	}
-	withFiles := benchRequest()
-	withFiles.Attachments = []Attachment{
-		{Filename: "a.pdf", ContentType: "application/pdf", Data: big},
-		{Filename: "logo.png", ContentType: "image/png", ContentID: "logo@x", Data: []byte{0x89, 'P', 'N', 'G'}},
-		{Filename: "empty.txt", ContentType: "text/plain", Data: []byte{}},
-	}
-	longText := benchRequest()
-	longText.Text = strings.Repeat("a line of text with trailing space \n", 5000)
-	longText.HTML = ""
-	for name, r := range map[string]*Request{"bench": benchRequest(), "attachments": withFiles, "long text": longText} {
-		root, err := tree(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := topHeader(r, time.Unix(1_700_000_000, 0), "<id@example.com>", root)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got bytes.Buffer
-		if err := textproto.WriteHeader(&got, h.Header.Header); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := writeEntity(&got, root, nil); err != nil {
-			t.Fatal(err)
-		}
-		var want bytes.Buffer
-		mw, err := gomessage.CreateWriter(&want, h.Header)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := goMessageWriteBody(mw, root); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got.Bytes(), want.Bytes()) {
-			t.Errorf("%s: writeEntity wrote %d bytes that differ from go-message's %d", name, got.Len(), want.Len())
 		}
 	}
 }
