@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/debug"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
@@ -65,6 +66,21 @@ func (f *PushFunction) CloudEvent(ctx context.Context, e event.Event) error {
 		logging.FromContext(ctx).ErrorContext(ctx, "undecodable event acknowledged", "error", err)
 		return nil
 	}
+	return call(ctx, h, m)
+}
+
+// call runs h, turning a panic into an error so that one poison message
+// costs a redelivery (bounded by the subscription's dead-letter policy)
+// rather than the process and every delivery in flight with it.
+func call(ctx context.Context, h PushHandler, m *pubsubevent.Message) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			// The value and stack name code, never the message's content.
+			logging.FromContext(ctx).ErrorContext(ctx, "handler panicked; the message will be redelivered",
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", v)
+		}
+	}()
 	return h(ctx, m)
 }
 
@@ -104,7 +120,7 @@ func (f *PushFunction) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ctx = logging.WithLogger(ctx, logging.FromContext(ctx).With("event_id", m.ID))
-		if err := h(ctx, m); err != nil {
+		if err := call(ctx, h, m); err != nil {
 			// The handler logged the cause; Pub/Sub redelivers.
 			http.Error(w, "The message was not delivered; Pub/Sub will redeliver it.", http.StatusInternalServerError)
 			return

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/pubsubevent"
 )
 
@@ -187,4 +190,76 @@ func TestPushCloudEvent(t *testing.T) {
 	if err := f.CloudEvent(context.Background(), bad); err != nil || got != nil {
 		t.Errorf("an undecodable event: %v, handler saw %+v; want acknowledged and not handled", err, got)
 	}
+}
+
+// TestPushPanic: a handler that panics costs its own message a redelivery
+// and a logged stack, not the process; the CloudEvent path says the same.
+func TestPushPanic(t *testing.T) {
+	t.Parallel()
+	f := pushFunction(func(_ context.Context, m *pubsubevent.Message) error {
+		if string(m.Data) == "poison" {
+			var fields []string
+			_ = fields[len(m.Data)] // index out of range
+		}
+		return nil
+	})
+	var logs syncBuffer
+	f.log = logging.New(&logs, slog.LevelInfo)
+	f.mw = logging.Middleware(f.log, "")
+	for _, c := range []struct {
+		data   string
+		status int
+	}{{"poison", http.StatusInternalServerError}, {"fine", http.StatusOK}} {
+		rec := httptest.NewRecorder()
+		f.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(pushBody("m-"+c.data, c.data))))
+		if rec.Code != c.status {
+			t.Errorf("%s: status %d, want %d", c.data, rec.Code, c.status)
+		}
+	}
+	var entry struct {
+		Severity, Message, Panic, Stack string
+		EventID                         string `json:"event_id"`
+	}
+	var line string
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, "panicked") {
+			line = l
+		}
+	}
+	if err := json.Unmarshal([]byte(line), &entry); err != nil {
+		t.Fatalf("log %q: %v", logs.String(), err)
+	}
+	if entry.Severity != "ERROR" || !strings.Contains(entry.Message, "panicked") || !strings.Contains(entry.Panic, "index out of range") ||
+		!strings.Contains(entry.Stack, "TestPushPanic") || entry.EventID != "m-poison" {
+		t.Errorf("log entry %+v", entry)
+	}
+	if strings.Contains(logs.String(), "poison") && strings.Count(logs.String(), "poison") != strings.Count(logs.String(), "m-poison") {
+		t.Errorf("the log carries the message's content: %s", logs.String())
+	}
+
+	e, err := pubsubevent.New(&pubsubevent.Message{ID: "ce-1", Data: []byte("poison")}, "projects/p/topics/t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.CloudEvent(context.Background(), e); err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Errorf("CloudEvent(poison) = %v, want a panicked error", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
