@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,6 +39,9 @@ const (
 
 // helperEnv makes the test binary run as the fake-Google helper process.
 const helperEnv = "GMAILRELAY_BENCH_HELPER"
+
+// helperProfileEnv, when set, is where the helper writes its CPU profile.
+const helperProfileEnv = "GMAILRELAY_BENCH_HELPER_CPUPROFILE"
 
 // helperMaxLife bounds the helper even if its parent never closes stdin.
 const helperMaxLife = 45 * time.Minute
@@ -194,6 +198,20 @@ func runHelper() int {
 		return 1
 	}
 	defer p.close()
+	if path := os.Getenv(helperProfileEnv); path != "" {
+		// The fakes' own profile, to see what the measurement costs.
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	addrs := map[string]string{
 		"sandbox": "http://" + p.sbLn.Addr().String(),
 		"noop":    "http://" + p.noopLn.Addr().String(),
