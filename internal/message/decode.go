@@ -29,7 +29,7 @@ func Decode(data []byte) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Validate(); err != nil {
+	if err := r.validate(true); err != nil {
 		return nil, err
 	}
 	return r, nil
