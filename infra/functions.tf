@@ -160,6 +160,9 @@ resource "google_cloudfunctions2_function" "sender" {
       # Shorter than the 60 s timeout, so the sender itself records an
       # unanswered Gmail call as ambiguous before Cloud Run cuts it off.
       SEND_TIMEOUT = "50s"
+      # The push subscription's, so the last attempt publishes a failed
+      # result before Pub/Sub dead-letters the request.
+      SEND_MAX_DELIVERY_ATTEMPTS = var.max_delivery_attempts
     })
 
     secret_environment_variables {

@@ -27,7 +27,7 @@ var fn = function.Push[config.Sender](Name, func(ctx context.Context, cfg *confi
 		return nil, err
 	}
 	return func(ctx context.Context, m *pubsubevent.Message) error {
-		return s.Handle(ctx, send.Delivery{MessageID: m.ID, Data: m.Data, Attributes: m.Attributes})
+		return s.Handle(ctx, send.Delivery{MessageID: m.ID, Data: m.Data, Attributes: m.Attributes, DeliveryAttempt: m.DeliveryAttempt})
 	}, nil
 })
 

@@ -221,6 +221,12 @@ type Sender struct {
 	// own timeout (60 s in infra/), so the sender, not Cloud Run, decides
 	// what an unanswered send means.
 	SendTimeout time.Duration `env:"SEND_TIMEOUT, default=50s"`
+	// MaxDeliveryAttempts is the push subscription's max_delivery_attempts.
+	// On that attempt a delivery that would be nacked publishes a failed
+	// result first, because Pub/Sub then moves the request to the
+	// dead-letter topic and nothing else would report it. 0 means unknown:
+	// no such result.
+	MaxDeliveryAttempts int `env:"SEND_MAX_DELIVERY_ATTEMPTS, default=0"`
 }
 
 // Validate reports every problem at once.
@@ -237,6 +243,9 @@ func (c *Sender) Validate() error {
 	}
 	if c.SendTimeout < 5*time.Second || c.SendTimeout >= c.SendLease {
 		errs = append(errs, fmt.Errorf("SEND_TIMEOUT: %s must be at least 5s and shorter than SEND_LEASE (%s)", c.SendTimeout, c.SendLease))
+	}
+	if n := c.MaxDeliveryAttempts; n != 0 && (n < 5 || n > 100) {
+		errs = append(errs, fmt.Errorf("SEND_MAX_DELIVERY_ATTEMPTS: %d is outside 5..100, Pub/Sub's range for max_delivery_attempts (0: unknown)", n))
 	}
 	return errors.Join(errs...)
 }

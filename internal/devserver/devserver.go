@@ -196,6 +196,9 @@ func Run(ctx context.Context, o Options) error {
 		s.PubSubAddr = ps.Addr
 	}
 	env["PUBSUB_EMULATOR_HOST"] = s.PubSubAddr
+	// deliver dead-letters after maxDeliveries, as the deployed
+	// subscription does after max_delivery_attempts.
+	env["SEND_MAX_DELIVERY_ATTEMPTS"] = strconv.Itoa(maxDeliveries)
 
 	// The functions read their configuration from the environment on first
 	// use, exactly as on Cloud Run.

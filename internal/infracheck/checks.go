@@ -23,7 +23,7 @@ var Functions = []string{"authorize", "confirm", "sender", "admin", "healthcheck
 var FunctionEnv = map[string][]string{
 	"authorize":   {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_REDIRECT_URL", "ALLOWED_DOMAINS", "ALLOWED_EMAILS"},
 	"confirm":     {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_REDIRECT_URL", "ALLOWED_DOMAINS", "ALLOWED_EMAILS", "CONNECT_URL", "STORE_BACKEND", "FIRESTORE_DATABASE"},
-	"sender":      {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "RESULTS_TOPIC", "CONNECT_URL", "SEND_LEASE", "SEND_TIMEOUT", "STORE_BACKEND", "FIRESTORE_DATABASE"},
+	"sender":      {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "RESULTS_TOPIC", "CONNECT_URL", "SEND_LEASE", "SEND_TIMEOUT", "SEND_MAX_DELIVERY_ATTEMPTS", "STORE_BACKEND", "FIRESTORE_DATABASE"},
 	"admin":       {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "CONNECT_URL", "OAUTH_APP_TESTING", "STORE_BACKEND", "FIRESTORE_DATABASE"},
 	"healthcheck": {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "CONNECT_URL", "ACCOUNT_EVENTS_TOPIC", "OAUTH_APP_TESTING", "STORE_BACKEND", "FIRESTORE_DATABASE"},
 }
@@ -472,8 +472,28 @@ func checkDeadLetter(m *Module) []string {
 	if len(m.subscriptionsOn(dl)) == 0 {
 		out = append(out, fmt.Sprintf("no subscription on %s: dead-lettered messages would be lost", dl.where()))
 	}
-	if fns, _ := m.functionBlocks(); fns["sender"] != nil && len(children(fns["sender"].Body, "event_trigger")) > 0 {
+	fns, _ := m.functionBlocks()
+	if fns["sender"] != nil && len(children(fns["sender"].Body, "event_trigger")) > 0 {
 		out = append(out, "the sender has an event_trigger: it must be fed only by the push subscription, which owns retries and dead-lettering")
+	}
+	// The sender reports a request on its last delivery attempt, before
+	// Pub/Sub dead-letters it; it must know which attempt that is.
+	if s := fns["sender"]; s != nil && attr(dlp, "max_delivery_attempts") != nil {
+		env := attr(nested(s.Body, "service_config"), "environment_variables")
+		var v hclsyntax.Expression
+		var err error
+		if env != nil {
+			v, err = m.objectValue(env, "SEND_MAX_DELIVERY_ATTEMPTS")
+		}
+		want := m.render(attr(dlp, "max_delivery_attempts"))
+		switch {
+		case err != nil:
+			out = append(out, fmt.Sprintf("%s: environment_variables: %v", s.where(), err))
+		case v == nil:
+			out = append(out, fmt.Sprintf("%s: the sender lacks SEND_MAX_DELIVERY_ATTEMPTS, so a dead-lettered request gets no result", s.where()))
+		case m.render(v) != want:
+			out = append(out, fmt.Sprintf("%s: SEND_MAX_DELIVERY_ATTEMPTS is %s, but %s dead-letters after %s", s.where(), m.render(v), sub.where(), want))
+		}
 	}
 	return out
 }

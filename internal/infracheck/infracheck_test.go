@@ -236,6 +236,12 @@ var mutations = []mutation{
 		return tr.replaceOnce("functions.tf", `description = "Sends one Gmail message per send request and publishes the result."`,
 			"description = \"Sends one Gmail message per send request and publishes the result.\"\n  event_trigger {\n    event_type = \"google.cloud.pubsub.topic.v1.messagePublished\"\n  }")
 	}},
+	{"sender told another max_delivery_attempts", "dead-letter", func(tr tree) error {
+		return tr.replaceOnce("functions.tf", "SEND_MAX_DELIVERY_ATTEMPTS = var.max_delivery_attempts", "SEND_MAX_DELIVERY_ATTEMPTS = 5")
+	}},
+	{"sender without SEND_MAX_DELIVERY_ATTEMPTS", "dead-letter", func(tr tree) error {
+		return tr.removeLine("functions.tf", "SEND_MAX_DELIVERY_ATTEMPTS")
+	}},
 	{"sender without SEND_LEASE", "function-env", func(tr tree) error {
 		return tr.removeLine("functions.tf", "SEND_LEASE")
 	}},

@@ -315,6 +315,57 @@ func (m *Module) objectKeysDepth(e hclsyntax.Expression, depth int) ([]string, e
 	return nil, fmt.Errorf("expression at %s is not an object literal, merge() or a local", e.Range())
 }
 
+// objectValue returns the expression that key has in an object literal,
+// merge() of them or a local, the last one winning as in merge(); nil if
+// key is not there.
+func (m *Module) objectValue(e hclsyntax.Expression, key string) (hclsyntax.Expression, error) {
+	return m.objectValueDepth(e, key, 0)
+}
+
+func (m *Module) objectValueDepth(e hclsyntax.Expression, key string, depth int) (hclsyntax.Expression, error) {
+	if depth > 10 {
+		return nil, fmt.Errorf("locals nest too deeply")
+	}
+	switch e := e.(type) {
+	case *hclsyntax.ObjectConsExpr:
+		var found hclsyntax.Expression
+		for _, item := range e.Items {
+			if v, diags := item.KeyExpr.Value(nil); !diags.HasErrors() && v.Type() == cty.String && v.AsString() == key {
+				found = item.ValueExpr
+			}
+		}
+		return found, nil
+	case *hclsyntax.FunctionCallExpr:
+		if e.Name != "merge" {
+			return nil, fmt.Errorf("%s(...) at %s cannot be read without evaluating it", e.Name, e.Range())
+		}
+		var found hclsyntax.Expression
+		for _, a := range e.Args {
+			v, err := m.objectValueDepth(a, key, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			if v != nil {
+				found = v
+			}
+		}
+		return found, nil
+	case *hclsyntax.ScopeTraversalExpr:
+		s := steps(e.Traversal)
+		if len(s) == 2 && s[0] == "local" {
+			local, ok := m.locals[s[1]]
+			if !ok {
+				return nil, fmt.Errorf("local.%s is not defined", s[1])
+			}
+			return m.objectValueDepth(local, key, depth+1)
+		}
+		return nil, fmt.Errorf("%s at %s cannot be read without evaluating it", strings.Join(s, "."), e.Range())
+	case *hclsyntax.ParenthesesExpr:
+		return m.objectValueDepth(e.Expression, key, depth+1)
+	}
+	return nil, fmt.Errorf("expression at %s is not an object literal, merge() or a local", e.Range())
+}
+
 // render writes an expression as text: literal parts as they are, topic
 // names resolved to their literal name, locals expanded, and any other
 // reference as {reference}.

@@ -2,6 +2,7 @@ package sender_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -527,6 +528,83 @@ func TestDeliveryEndsAfterGmailTookIt(t *testing.T) {
 					t.Fatalf("after the delivery ended the record is %+v (Handle = %v); want sent, or sending with maybe_duplicate", rec, err)
 				}
 			})
+		})
+	}
+}
+
+// TestLastDeliveryAttempt: on the subscription's last attempt a failure
+// that would be nacked still is, so Pub/Sub dead-letters the request, but
+// a failed result reports it first; the ledger stays released, so a
+// republished copy sends. Earlier attempts, and a subscription whose
+// attempts are unknown, publish nothing. An unanswered send on the last
+// attempt ends as a failure instead of a hold that would dead-letter a
+// message that may have gone out.
+func TestLastDeliveryAttempt(t *testing.T) {
+	t.Parallel()
+	const max = 5
+	for _, c := range []struct {
+		name         string
+		max, attempt int
+		fault        sandbox.Fault
+		wantAck      bool
+		wantResult   bool
+	}{
+		{"500, last attempt", max, max, sandbox.ServerError500, false, true},
+		{"500, beyond the last (a redelivered dead letter)", max, max + 1, sandbox.ServerError500, false, true},
+		{"500, earlier attempt", max, max - 1, sandbox.ServerError500, false, false},
+		{"500, attempts unknown", 0, 7, sandbox.ServerError500, false, false},
+		{"500, subscription without dead-lettering", max, 0, sandbox.ServerError500, false, false},
+		{"429, last attempt", max, max, sandbox.RateLimit429, false, true},
+		{"unanswered, last attempt", max, max, sandbox.ResetAfterBody, true, true},
+		{"unanswered, earlier attempt", max, max - 1, sandbox.ResetAfterBody, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := sendertest.New(t, sendertest.Options{Store: sendertest.Local, MaxDeliveryAttempts: c.max})
+			e.Connect(alice)
+			must(t, e.Sandbox.InjectGmailErrors(alice, c.fault, 1))
+			d := delivery("ps-1", sendertest.NewRequest(alice, "k-1"))
+			d.DeliveryAttempt = c.attempt
+
+			err := e.Deliver(d)
+			if c.wantAck {
+				wantAck(t, err)
+			} else {
+				wantNack(t, err)
+			}
+			if !c.wantResult {
+				noResult(t, e)
+				return
+			}
+			r := oneResult(t, e)
+			ev := r.Event
+			if ev.Status != results.StatusFailed || ev.Error == nil || ev.IdempotencyKey != "k-1" {
+				t.Fatalf("result %+v; want failed for k-1", ev)
+			}
+			want := fmt.Sprintf("attempt %d of %d", c.attempt, max)
+			if !strings.Contains(ev.Error.Message, want) || ev.Error.Retryable == c.wantAck {
+				t.Errorf("error %+v; want %q in the message, retryable %v", ev.Error, want, !c.wantAck)
+			}
+			rec := e.Record("k-1")
+			if c.wantAck {
+				// Ended: a redelivery is a duplicate, never a second send.
+				if rec.State != ledger.StateFailed {
+					t.Errorf("record %+v; want failed", rec)
+				}
+				return
+			}
+			if rec.State != ledger.StateSending || !rec.LeaseUntil.IsZero() {
+				t.Errorf("record %+v; want sending with the lease released", rec)
+			}
+			// Republished from the dead-letter topic once the cause is
+			// gone (and any "Retry after" has passed), it is sent.
+			e.Clock.Advance(10 * time.Minute)
+			d.DeliveryAttempt = 1
+			wantAck(t, e.Deliver(d))
+			if r := oneResult(t, e); r.Event.Status != results.StatusSent {
+				t.Errorf("after republishing: %+v; want sent", r.Event)
+			}
+			wantOutbox(t, e, 1)
 		})
 	}
 }

@@ -72,7 +72,12 @@ type Options struct {
 	// dead-lettering; the budget keeps a delivery well inside the function's
 	// timeout.
 	PaceBudget time.Duration
-	Now        func() time.Time
+	// MaxDeliveryAttempts is the subscription's max_delivery_attempts (0:
+	// unknown). A delivery that would be nacked on that attempt publishes a
+	// failed result first, since Pub/Sub dead-letters the request next; an
+	// unanswered send on that attempt fails instead of being held.
+	MaxDeliveryAttempts int
+	Now                 func() time.Time
 }
 
 // Sender handles send requests.
@@ -121,6 +126,9 @@ type Delivery struct {
 	MessageID  string
 	Data       []byte
 	Attributes map[string]string
+	// DeliveryAttempt counts this message's deliveries, from 1; Pub/Sub
+	// sets it when the subscription has a dead-letter policy, else 0.
+	DeliveryAttempt int
 }
 
 // ErrRetry wraps every nack, so callers and tests can tell a deliberate
@@ -296,6 +304,13 @@ func (j *job) run(ctx context.Context) error {
 		f.Retryable = false
 		f.Message += "; an earlier attempt also went unanswered, so the relay stops here rather than risk a third copy"
 		return j.fail(ctx, f)
+	case f.Ambiguous && j.lastAttempt():
+		// Holding it would send it to the dead-letter topic, from where a
+		// republish could deliver a second copy: end it here, and say so.
+		f.Retryable = false
+		f.Message += fmt.Sprintf("; this was delivery attempt %d of %d, so the relay stops here: "+
+			"the message may or may not have been delivered, so check the mailbox's Sent folder before publishing it again", j.d.DeliveryAttempt, s.opts.MaxDeliveryAttempts)
+		return j.fail(ctx, f)
 	case f.Ambiguous:
 		if err := s.opts.Ledger.MarkAmbiguous(ctx, j.key, s.opts.Now()); err != nil {
 			logging.FromContext(ctx).ErrorContext(ctx, "marking an ambiguous send failed", "error", err)
@@ -449,7 +464,26 @@ func (j *job) retry(ctx context.Context, f *gmail.Failure, cause error) error {
 		attrs = append(attrs, "error", cause)
 	}
 	logging.FromContext(ctx).WarnContext(ctx, "transient failure; redelivering", attrs...)
+	if j.lastAttempt() {
+		// Pub/Sub moves the request to the dead-letter topic after this
+		// nack, and no later delivery will report it: report it now. The
+		// request itself stays in the dead-letter topic, and the ledger
+		// stays released, so republishing it sends it.
+		ev := &results.Event{Status: results.StatusFailed, Error: &results.Error{Code: string(f.Code), Retryable: true,
+			Message: fmt.Sprintf("%s; delivery attempt %d of %d failed, so Pub/Sub moves the request to the dead-letter topic "+
+				"(the operator can republish it from there once the cause is fixed)", f.Message, j.d.DeliveryAttempt, j.s.opts.MaxDeliveryAttempts)}}
+		if err := j.publish(ctx, ev); err != nil {
+			return err
+		}
+	}
 	return fmt.Errorf("%w: %s", ErrRetry, f.Message)
+}
+
+// lastAttempt reports whether Pub/Sub will dead-letter this message if this
+// delivery is nacked.
+func (j *job) lastAttempt() bool {
+	max := j.s.opts.MaxDeliveryAttempts
+	return max > 0 && j.d.DeliveryAttempt >= max
 }
 
 func (j *job) finishRetry(ctx context.Context, fin ledger.Finish) error {

@@ -86,6 +86,8 @@ type Options struct {
 	// Lease and SendTimeout are passed to sender.New.
 	Lease       time.Duration
 	SendTimeout time.Duration
+	// MaxDeliveryAttempts is passed to sender.New.
+	MaxDeliveryAttempts int
 }
 
 // Clock is a settable clock shared by the sandbox and the sender. It starts
@@ -354,7 +356,7 @@ func (e *Env) NewSender() *sender.Sender {
 	s, err := sender.New(sender.Options{
 		Ledger: e.Ledger, Accounts: e.Registry, Tokens: e.Tokens, Results: e.Publisher, OAuth: e.OAuth,
 		Gmail: gmail.New(e.URL+"/", nil), ConnectURL: ConnectURL,
-		Lease: e.opts.Lease, SendTimeout: e.opts.SendTimeout, Now: e.Clock.Now,
+		Lease: e.opts.Lease, SendTimeout: e.opts.SendTimeout, MaxDeliveryAttempts: e.opts.MaxDeliveryAttempts, Now: e.Clock.Now,
 	})
 	if err != nil {
 		e.t.Fatalf("sender.New: %v", err)

@@ -163,7 +163,7 @@ func Sender(ctx context.Context, cfg *config.Sender) (*sender.Sender, error) {
 		Ledger: stores.Ledger, Accounts: stores.Registry, Tokens: tokens,
 		Results: results.NewPublisher(ps, cfg.ResultsTopic), OAuth: oc,
 		Gmail: gmail.New(cfg.Gmail.Endpoint, nil), ConnectURL: cfg.ConnectURL,
-		Lease: cfg.SendLease, SendTimeout: cfg.SendTimeout,
+		Lease: cfg.SendLease, SendTimeout: cfg.SendTimeout, MaxDeliveryAttempts: cfg.MaxDeliveryAttempts,
 	})
 }
 
