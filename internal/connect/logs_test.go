@@ -1,33 +1,15 @@
 package connect_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/gmailrelay/gmailrelay/internal/testenv"
 )
-
-// lockedBuffer is a log sink for concurrent handlers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestLogsHoldNoSecrets runs flows that log at every level, through a plain
 // slog JSON handler (no redaction to hide behind), and checks that no
@@ -35,7 +17,7 @@ func (l *lockedBuffer) String() string {
 // value appears in them.
 func TestLogsHoldNoSecrets(t *testing.T) {
 	t.Parallel()
-	var buf lockedBuffer
+	var buf testenv.SyncBuffer
 	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	const email = "alice@example.com"
 

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,13 +20,14 @@ import (
 
 	"github.com/gmailrelay/gmailrelay/internal/devserver"
 	"github.com/gmailrelay/gmailrelay/internal/sandbox"
+	"github.com/gmailrelay/gmailrelay/internal/testenv"
 )
 
 // The functions keep their first configuration for the life of the
 // process, so one dev server serves every test in this package.
 var (
 	srv *devserver.Server
-	out lockedBuffer
+	out testenv.SyncBuffer
 )
 
 func TestMain(m *testing.M) {
@@ -60,24 +60,6 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// lockedBuffer is written by the dev server and read by the tests.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // browserless is an HTTP client with cookies that does not follow

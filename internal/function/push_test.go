@@ -18,6 +18,7 @@ import (
 
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/pubsubevent"
+	"github.com/gmailrelay/gmailrelay/internal/testenv"
 )
 
 type testConfig struct{}
@@ -203,7 +204,7 @@ func TestPushPanic(t *testing.T) {
 		}
 		return nil
 	})
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	f.log = logging.New(&logs, slog.LevelInfo)
 	f.mw = logging.Middleware(f.log, "")
 	for _, c := range []struct {
@@ -244,22 +245,4 @@ func TestPushPanic(t *testing.T) {
 	if err := f.CloudEvent(context.Background(), e); err == nil || !strings.Contains(err.Error(), "panicked") {
 		t.Errorf("CloudEvent(poison) = %v, want a panicked error", err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -19,7 +19,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/pstest"
 
 	"github.com/gmailrelay/gmailrelay/internal/secretfake"
+	"github.com/gmailrelay/gmailrelay/internal/testenv"
 )
 
 const (
@@ -400,7 +400,7 @@ type server struct {
 	name string
 	port int
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.SyncBuffer
 	done chan struct{}
 }
 
@@ -408,7 +408,7 @@ type server struct {
 // killed when the test ends.
 func start(t *testing.T, bin, name string, port int, env []string) *server {
 	t.Helper()
-	s := &server{name: name, port: port, out: &syncBuffer{}, done: make(chan struct{})}
+	s := &server{name: name, port: port, out: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(bin)
 	s.cmd.Env = append(slices.Clone(env), "FUNCTION_TARGET="+name, "PORT="+strconv.Itoa(port))
 	s.cmd.Stdout = s.out
@@ -476,23 +476,4 @@ func (s *server) expect(t *testing.T, ok bool, format string, args ...any) {
 	if !ok {
 		t.Errorf("%s: %s\n--- %s output ---\n%s", s.name, fmt.Sprintf(format, args...), s.name, s.out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process writing while the test
-// reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/gmailrelay/gmailrelay/internal/sandbox"
+	"github.com/gmailrelay/gmailrelay/internal/testenv"
 )
 
 const (
@@ -73,7 +74,7 @@ type env struct {
 	ts    *httptest.Server
 	clock *clock
 	dir   string
-	logs  *syncBuffer
+	logs  *testenv.SyncBuffer
 }
 
 type envOption func(*sandbox.Options)
@@ -84,7 +85,7 @@ func withStateDir(dir string) envOption {
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	e := &env{t: t, clock: newClock(), dir: t.TempDir(), logs: &syncBuffer{}}
+	e := &env{t: t, clock: newClock(), dir: t.TempDir(), logs: &testenv.SyncBuffer{}}
 	o := sandbox.Options{
 		SigningKey: testKey(),
 		OutboxDir:  e.dir,
@@ -239,23 +240,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func contains(list []string, want string) bool {

@@ -125,7 +125,7 @@ func TestEndToEndPubSubEmulator(t *testing.T) {
 
 	// The function.
 	port := freePort(t)
-	var logs sendertest.SyncBuffer
+	var logs testenv.SyncBuffer
 	fnCtx, stop := context.WithCancel(ctx)
 	cmd := exec.CommandContext(fnCtx, bin)
 	cmd.Env = []string{

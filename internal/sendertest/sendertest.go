@@ -18,7 +18,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -173,7 +172,7 @@ type Env struct {
 	// the same stores, as Cloud Run would start more.
 	Sender *sender.Sender
 	// Logs receives the JSON logs of every delivery made through Deliver.
-	Logs *SyncBuffer
+	Logs *testenv.SyncBuffer
 
 	project  string
 	psClient *pubsub.Client
@@ -245,7 +244,7 @@ func New(t testing.TB, o Options) *Env {
 	}
 	ctx := context.Background()
 	e := &Env{t: t, opts: o, Clock: &Clock{t: time.Now().UTC().Truncate(time.Millisecond)},
-		Requests: &Requests{n: map[string]int{}}, Logs: &SyncBuffer{}, project: "sendertest-" + randomHex(6)}
+		Requests: &Requests{n: map[string]int{}}, Logs: &testenv.SyncBuffer{}, project: "sendertest-" + randomHex(6)}
 
 	dir := t.TempDir()
 	e.OutboxDir = filepath.Join(dir, "outbox")
@@ -543,27 +542,6 @@ func DrainRaw(ctx context.Context, c *pubsub.Client, subscription string) ([]Res
 		}
 	}
 }
-
-// SyncBuffer is a bytes buffer safe for concurrent writers.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// String returns what was written.
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ io.Writer = (*SyncBuffer)(nil)
 
 func randomHex(n int) string {
 	b := make([]byte, n)

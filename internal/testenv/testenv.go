@@ -1,6 +1,8 @@
 // Package testenv decides what a test does when a prerequisite (an emulator,
 // a browser) is missing: locally it skips with the reason, and under CI=true
 // it fails, so that CI can never go green by skipping.
+// It also holds the few helpers every package's tests need alike
+// (SyncBuffer).
 package testenv
 
 import (

@@ -1,7 +1,6 @@
 package tokenstore_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gmailrelay/gmailrelay/internal/secretfake"
+	"github.com/gmailrelay/gmailrelay/internal/testenv"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
 )
 
@@ -29,25 +29,7 @@ type env struct {
 	srv    *secretfake.Server
 	client *secretmanager.Client
 	store  *tokenstore.Store
-	logs   *syncBuffer
-}
-
-// syncBuffer lets a slog handler be shared by concurrent saves.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs   *testenv.SyncBuffer
 }
 
 func newEnv(t *testing.T) *env { return newEnvTB(t) }
@@ -70,7 +52,7 @@ func newEnvTB(t testing.TB) *env {
 			t.Errorf("srv.Close: %v", err)
 		}
 	})
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return &env{ctx: t.Context(), srv: srv, client: client, store: tokenstore.New(client, testProject, tokenstore.WithLogger(logger)), logs: logs}
 }
