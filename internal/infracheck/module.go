@@ -268,102 +268,67 @@ func (m *Module) collectStrings(e hclsyntax.Expression, out *[]string, depth int
 // objectKeys returns the keys of an object built from object literals,
 // merge() and references to locals, without evaluating anything else.
 func (m *Module) objectKeys(e hclsyntax.Expression) ([]string, error) {
-	return m.objectKeysDepth(e, 0)
+	var keys []string
+	err := m.eachItem(e, func(key string, _ hclsyntax.Expression) { keys = append(keys, key) })
+	return keys, err
 }
 
-func (m *Module) objectKeysDepth(e hclsyntax.Expression, depth int) ([]string, error) {
+// objectValue returns the expression that key has in such an object, the
+// last one winning as in merge(); nil if key is not there.
+func (m *Module) objectValue(e hclsyntax.Expression, key string) (hclsyntax.Expression, error) {
+	var found hclsyntax.Expression
+	err := m.eachItem(e, func(k string, v hclsyntax.Expression) {
+		if k == key {
+			found = v
+		}
+	})
+	return found, err
+}
+
+// eachItem calls f on every key and value of such an object, in merge()
+// order.
+func (m *Module) eachItem(e hclsyntax.Expression, f func(key string, value hclsyntax.Expression)) error {
+	return m.eachItemDepth(e, f, 0)
+}
+
+func (m *Module) eachItemDepth(e hclsyntax.Expression, f func(string, hclsyntax.Expression), depth int) error {
 	if depth > 10 {
-		return nil, fmt.Errorf("locals nest too deeply")
+		return fmt.Errorf("locals nest too deeply")
 	}
 	switch e := e.(type) {
 	case *hclsyntax.ObjectConsExpr:
-		var keys []string
 		for _, item := range e.Items {
 			v, diags := item.KeyExpr.Value(nil)
 			if diags.HasErrors() || v.Type() != cty.String {
-				return nil, fmt.Errorf("object key at %s is not a constant", item.KeyExpr.Range())
+				return fmt.Errorf("object key at %s is not a constant", item.KeyExpr.Range())
 			}
-			keys = append(keys, v.AsString())
+			f(v.AsString(), item.ValueExpr)
 		}
-		return keys, nil
+		return nil
 	case *hclsyntax.FunctionCallExpr:
 		if e.Name != "merge" {
-			return nil, fmt.Errorf("%s(...) at %s cannot be read without evaluating it", e.Name, e.Range())
+			return fmt.Errorf("%s(...) at %s cannot be read without evaluating it", e.Name, e.Range())
 		}
-		var keys []string
 		for _, a := range e.Args {
-			k, err := m.objectKeysDepth(a, depth+1)
-			if err != nil {
-				return nil, err
+			if err := m.eachItemDepth(a, f, depth+1); err != nil {
+				return err
 			}
-			keys = append(keys, k...)
 		}
-		return keys, nil
+		return nil
 	case *hclsyntax.ScopeTraversalExpr:
 		s := steps(e.Traversal)
 		if len(s) == 2 && s[0] == "local" {
 			local, ok := m.locals[s[1]]
 			if !ok {
-				return nil, fmt.Errorf("local.%s is not defined", s[1])
+				return fmt.Errorf("local.%s is not defined", s[1])
 			}
-			return m.objectKeysDepth(local, depth+1)
+			return m.eachItemDepth(local, f, depth+1)
 		}
-		return nil, fmt.Errorf("%s at %s cannot be read without evaluating it", strings.Join(s, "."), e.Range())
+		return fmt.Errorf("%s at %s cannot be read without evaluating it", strings.Join(s, "."), e.Range())
 	case *hclsyntax.ParenthesesExpr:
-		return m.objectKeysDepth(e.Expression, depth+1)
+		return m.eachItemDepth(e.Expression, f, depth+1)
 	}
-	return nil, fmt.Errorf("expression at %s is not an object literal, merge() or a local", e.Range())
-}
-
-// objectValue returns the expression that key has in an object literal,
-// merge() of them or a local, the last one winning as in merge(); nil if
-// key is not there.
-func (m *Module) objectValue(e hclsyntax.Expression, key string) (hclsyntax.Expression, error) {
-	return m.objectValueDepth(e, key, 0)
-}
-
-func (m *Module) objectValueDepth(e hclsyntax.Expression, key string, depth int) (hclsyntax.Expression, error) {
-	if depth > 10 {
-		return nil, fmt.Errorf("locals nest too deeply")
-	}
-	switch e := e.(type) {
-	case *hclsyntax.ObjectConsExpr:
-		var found hclsyntax.Expression
-		for _, item := range e.Items {
-			if v, diags := item.KeyExpr.Value(nil); !diags.HasErrors() && v.Type() == cty.String && v.AsString() == key {
-				found = item.ValueExpr
-			}
-		}
-		return found, nil
-	case *hclsyntax.FunctionCallExpr:
-		if e.Name != "merge" {
-			return nil, fmt.Errorf("%s(...) at %s cannot be read without evaluating it", e.Name, e.Range())
-		}
-		var found hclsyntax.Expression
-		for _, a := range e.Args {
-			v, err := m.objectValueDepth(a, key, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			if v != nil {
-				found = v
-			}
-		}
-		return found, nil
-	case *hclsyntax.ScopeTraversalExpr:
-		s := steps(e.Traversal)
-		if len(s) == 2 && s[0] == "local" {
-			local, ok := m.locals[s[1]]
-			if !ok {
-				return nil, fmt.Errorf("local.%s is not defined", s[1])
-			}
-			return m.objectValueDepth(local, key, depth+1)
-		}
-		return nil, fmt.Errorf("%s at %s cannot be read without evaluating it", strings.Join(s, "."), e.Range())
-	case *hclsyntax.ParenthesesExpr:
-		return m.objectValueDepth(e.Expression, key, depth+1)
-	}
-	return nil, fmt.Errorf("expression at %s is not an object literal, merge() or a local", e.Range())
+	return fmt.Errorf("expression at %s is not an object literal, merge() or a local", e.Range())
 }
 
 // render writes an expression as text: literal parts as they are, topic
