@@ -472,7 +472,11 @@ func (j *job) retry(ctx context.Context, f *gmail.Failure, cause error) error {
 		ev := &results.Event{Status: results.StatusFailed, Error: &results.Error{Code: string(f.Code), Retryable: true,
 			Message: fmt.Sprintf("%s; delivery attempt %d of %d failed, so Pub/Sub moves the request to the dead-letter topic "+
 				"(the operator can republish it from there once the cause is fixed)", f.Message, j.d.DeliveryAttempt, j.s.opts.MaxDeliveryAttempts)}}
-		if err := j.publish(ctx, ev); err != nil {
+		// Detached: the delivery may be ending because its push request
+		// did, and this is the request's last word.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+		if err := j.publish(pctx, ev); err != nil {
 			return err
 		}
 	}
