@@ -37,10 +37,10 @@ type PushHandler func(context.Context, *pubsubevent.Message) error
 // two minutes in the load harness). Reading the push here gives each
 // message its own request's context, and one decoding pass.
 type PushFunction struct {
-	name string
-	log  *slog.Logger
-	get  func() (PushHandler, error)
-	mw   func(http.Handler) http.Handler
+	name  string
+	log   *slog.Logger
+	get   func() (PushHandler, error)
+	serve http.Handler // the push handler behind the logging middleware
 }
 
 // Push returns the PushFunction whose handler build makes.
@@ -49,8 +49,13 @@ func Push[C any, PC interface {
 	Validate() error
 }](name string, build func(context.Context, *C) (PushHandler, error)) *PushFunction {
 	log := logging.NewFromEnv().With("function", name)
-	return &PushFunction{name: name, log: log, get: load[C, PC](name, log, build),
-		mw: logging.Middleware(log, os.Getenv("GOOGLE_CLOUD_PROJECT"))}
+	return newPushFunction(name, log, load[C, PC](name, log, build))
+}
+
+func newPushFunction(name string, log *slog.Logger, get func() (PushHandler, error)) *PushFunction {
+	f := &PushFunction{name: name, log: log, get: get}
+	f.serve = logging.Middleware(log, os.Getenv("GOOGLE_CLOUD_PROJECT"))(http.HandlerFunc(f.servePush))
+	return f
 }
 
 // CloudEvent handles a messagePublished CloudEvent. An event that does not
@@ -89,42 +94,46 @@ func call(ctx context.Context, h PushHandler, m *pubsubevent.Message) (err error
 // to have Pub/Sub redeliver; a body that cannot be a push is acknowledged,
 // because redelivering it cannot help.
 func (f *PushFunction) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, err := f.get()
-	if err != nil {
+	if _, err := f.get(); err != nil {
 		notReady(w, r)
 		return
 	}
-	f.mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			http.Error(w, "Pub/Sub pushes with POST.", http.StatusMethodNotAllowed)
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxPushBody))
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
-			logging.FromContext(ctx).ErrorContext(ctx, "push request over the size limit acknowledged", "limit", MaxPushBody)
-			w.WriteHeader(http.StatusOK)
-			return
-		case err != nil:
-			// The client went away mid-body; nothing was handled.
-			http.Error(w, "The request body could not be read.", http.StatusBadRequest)
-			return
-		}
-		m, err := pubsubevent.DecodePush(body, r.Header.Get("Ce-Id"))
-		if err != nil {
-			logging.FromContext(ctx).ErrorContext(ctx, "undecodable push acknowledged", "error", err)
-			w.WriteHeader(http.StatusOK)
-			return
-		}
-		ctx = logging.WithLogger(ctx, logging.FromContext(ctx).With("event_id", m.ID))
-		if err := call(ctx, h, m); err != nil {
-			// The handler logged the cause; Pub/Sub redelivers.
-			http.Error(w, "The message was not delivered; Pub/Sub will redeliver it.", http.StatusInternalServerError)
-			return
-		}
+	f.serve.ServeHTTP(w, r)
+}
+
+// servePush runs behind the middleware, with the request's logger in its
+// context; ServeHTTP has seen the handler built.
+func (f *PushFunction) servePush(w http.ResponseWriter, r *http.Request) {
+	h, _ := f.get()
+	ctx := r.Context()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "Pub/Sub pushes with POST.", http.StatusMethodNotAllowed)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxPushBody))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		logging.FromContext(ctx).ErrorContext(ctx, "push request over the size limit acknowledged", "limit", MaxPushBody)
 		w.WriteHeader(http.StatusOK)
-	})).ServeHTTP(w, r)
+		return
+	case err != nil:
+		// The client went away mid-body; nothing was handled.
+		http.Error(w, "The request body could not be read.", http.StatusBadRequest)
+		return
+	}
+	m, err := pubsubevent.DecodePush(body, r.Header.Get("Ce-Id"))
+	if err != nil {
+		logging.FromContext(ctx).ErrorContext(ctx, "undecodable push acknowledged", "error", err)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	ctx = logging.WithLogger(ctx, logging.FromContext(ctx).With("event_id", m.ID))
+	if err := call(ctx, h, m); err != nil {
+		// The handler logged the cause; Pub/Sub redelivers.
+		http.Error(w, "The message was not delivered; Pub/Sub will redeliver it.", http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }

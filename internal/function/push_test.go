@@ -197,16 +197,16 @@ func TestPushCloudEvent(t *testing.T) {
 // and a logged stack, not the process; the CloudEvent path says the same.
 func TestPushPanic(t *testing.T) {
 	t.Parallel()
-	f := pushFunction(func(_ context.Context, m *pubsubevent.Message) error {
-		if string(m.Data) == "poison" {
-			var fields []string
-			_ = fields[len(m.Data)] // index out of range
-		}
-		return nil
-	})
 	var logs testenv.SyncBuffer
-	f.log = logging.New(&logs, slog.LevelInfo)
-	f.mw = logging.Middleware(f.log, "")
+	f := newPushFunction("test-panic", logging.New(&logs, slog.LevelInfo), func() (PushHandler, error) {
+		return func(_ context.Context, m *pubsubevent.Message) error {
+			if string(m.Data) == "poison" {
+				var fields []string
+				_ = fields[len(m.Data)] // index out of range
+			}
+			return nil
+		}, nil
+	})
 	for _, c := range []struct {
 		data   string
 		status int

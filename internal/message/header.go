@@ -1,5 +1,7 @@
 package message
 
+import "strings"
+
 // field is one header field as composed: a canonical name and its value
 // before folding. A header is a []field in the order of the wire.
 type field struct {
@@ -62,7 +64,7 @@ func foldLine(v string, maxlen int) (line, fold, next string, ok bool) {
 		}
 		return v, fold, "", true
 	}
-	at := lastBlank(v[:foldBefore])
+	at := strings.LastIndexAny(v[:foldBefore], " \t\n")
 	switch {
 	case at == 0:
 		// The blank at the start is the one the previous fold left.
@@ -83,14 +85,4 @@ func foldLine(v string, maxlen int) (line, fold, next string, ok bool) {
 		fold, ok = "\r\n ", false
 	}
 	return v[:at], fold, v[at:], ok
-}
-
-// lastBlank is strings.LastIndexAny(s, " \t\n") without the set's setup.
-func lastBlank(s string) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if c := s[i]; c == ' ' || c == '\t' || c == '\n' {
-			return i
-		}
-	}
-	return -1
 }
