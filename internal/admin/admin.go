@@ -288,7 +288,7 @@ func (h *Handler) sendTest(ctx context.Context, account string, tok *oauth2.Toke
 	if err != nil {
 		return &SentView{Error: "composing the test message failed: " + err.Error()}
 	}
-	svc, err := h.opts.Gmail.Service(ctx, oauth2.StaticTokenSource(tok))
+	svc, err := h.opts.Gmail.Mailbox(ctx, oauth2.StaticTokenSource(tok))
 	if err != nil {
 		return &SentView{Error: err.Error()}
 	}

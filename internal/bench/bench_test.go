@@ -143,7 +143,7 @@ func gmailCallOnly(b *testing.B, r *relay, t *msgTemplate) func(n int64) error {
 	b.Helper()
 	client := gmail.New(r.GmailURL, nil)
 	type box struct {
-		svc *gmailapi.Service
+		svc *gmail.Mailbox
 		raw []byte
 	}
 	boxes := make([]box, len(r.Accounts))
@@ -159,7 +159,7 @@ func gmailCallOnly(b *testing.B, r *relay, t *msgTemplate) func(n int64) error {
 		// The no-op endpoint reads the body and answers; it checks no
 		// token.
 		ts := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "call-only", Expiry: time.Now().Add(24 * time.Hour)})
-		svc, err := client.Service(r.Ctx, ts)
+		svc, err := client.Mailbox(r.Ctx, ts)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-	gmailapi "google.golang.org/api/gmail/v1"
 
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
 	"github.com/gmailrelay/gmailrelay/internal/sandbox"
@@ -24,12 +23,12 @@ import (
 const account = "alice@example.com"
 
 // mailbox is a Gmail service for account against a fresh sandbox.
-func mailbox(t *testing.T) (*sendertest.Env, *gmailapi.Service) {
+func mailbox(t *testing.T) (*sendertest.Env, *gmail.Mailbox) {
 	t.Helper()
 	e := sendertest.New(t, sendertest.Options{})
 	rt := e.Consent(account)
 	ts := e.OAuth.TokenSource(context.Background(), &oauth2.Token{RefreshToken: rt})
-	svc, err := gmail.New(e.URL+"/", nil).Service(context.Background(), ts)
+	svc, err := gmail.New(e.URL+"/", nil).Mailbox(context.Background(), ts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +218,7 @@ func TestSendAuthFailures(t *testing.T) {
 	t.Run("401", func(t *testing.T) {
 		t.Parallel()
 		e, _ := mailbox(t)
-		svc, err := gmail.New(e.URL+"/", nil).Service(context.Background(),
+		svc, err := gmail.New(e.URL+"/", nil).Mailbox(context.Background(),
 			oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "ya29.not-a-token", Expiry: time.Now().Add(time.Hour)}))
 		if err != nil {
 			t.Fatal(err)
@@ -252,7 +251,7 @@ func TestSendUnreachable(t *testing.T) {
 	srv := httptest.NewServer(nil)
 	url := srv.URL
 	srv.Close()
-	svc, err := gmail.New(url+"/", nil).Service(context.Background(),
+	svc, err := gmail.New(url+"/", nil).Mailbox(context.Background(),
 		oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "x", Expiry: time.Now().Add(time.Hour)}))
 	if err != nil {
 		t.Fatal(err)

@@ -10,11 +10,6 @@ import (
 	"testing"
 )
 
-// roundTripFunc is an http.RoundTripper in a function.
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 func ok() *http.Response {
 	return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("{}")), Header: http.Header{}}
 }

@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
-	gmailapi "google.golang.org/api/gmail/v1"
 
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
@@ -47,7 +46,7 @@ type mailboxes struct {
 
 type mailbox struct {
 	email string
-	svc   *gmailapi.Service
+	svc   *gmail.Mailbox
 	src   *refresher
 	// renewed is the mailbox that replaced this one after a 401, guarded by
 	// mailboxes.mu: every delivery that saw the 401 moves to the same one.
@@ -139,7 +138,7 @@ func (m *mailboxes) get(ctx context.Context, email string) (*mailbox, error) {
 
 func (m *mailboxes) build(ctx context.Context, email string, tok tokenstore.Token) (*mailbox, error) {
 	src := &refresher{m: m, email: email, tok: tok}
-	svc, err := m.gmail.Service(ctx, oauth2.ReuseTokenSource(nil, src))
+	svc, err := m.gmail.Mailbox(ctx, oauth2.ReuseTokenSource(nil, src))
 	if err != nil {
 		return nil, err
 	}

@@ -1136,7 +1136,7 @@ func largeChild() error {
 	if err != nil {
 		return err
 	}
-	svc, err := gmail.New(os.Getenv("LOADTEST_GMAIL"), nil).Service(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: os.Getenv("LOADTEST_TOKEN")}))
+	svc, err := gmail.New(os.Getenv("LOADTEST_GMAIL"), nil).Mailbox(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: os.Getenv("LOADTEST_TOKEN")}))
 	if err != nil {
 		return err
 	}
