@@ -16,3 +16,6 @@ func LibrarySend(ctx context.Context, mb *Mailbox, raw []byte) (*gmailapi.Messag
 	return mb.svc.Users.Messages.Send("me", &gmailapi.Message{}).Context(ctx).Fields("id", "threadId").
 		Media(bytes.NewReader(raw), googleapi.ContentType("message/rfc822"), googleapi.ChunkSize(0)).Do()
 }
+
+// MultipartBody is multipartBody, for FuzzMultipartBody.
+var MultipartBody = multipartBody

@@ -177,12 +177,7 @@ func (mb *Mailbox) sendMultipart(ctx context.Context, raw []byte, threadID strin
 	// A random boundary, as multipart.Writer makes: the message is the
 	// publisher's, and must not be able to end its part early.
 	boundary := rand.Text()
-	body := make([]byte, 0, len(raw)+len(meta)+3*len(boundary)+len(partJSON)+len(partMessage)+16)
-	body = append(append(append(body, "--"...), boundary...), partJSON...)
-	body = append(body, meta...)
-	body = append(append(append(body, "\r\n--"...), boundary...), partMessage...)
-	body = append(body, raw...)
-	body = append(append(append(body, "\r\n--"...), boundary...), "--\r\n"...)
+	body := multipartBody(meta, raw, boundary)
 	// A *bytes.Reader, so that net/http sends a Content-Length and writes
 	// the header and body together, and can replay the body if a reused
 	// connection turns out to be closed before anything was written.
@@ -219,6 +214,17 @@ func (mb *Mailbox) sendMultipart(ctx context.Context, raw []byte, threadID strin
 		_ = json.Unmarshal(data, &out)
 	}
 	return &Sent{ID: out.ID, ThreadID: out.ThreadID}, nil
+}
+
+// multipartBody is the multipart/related body of an upload: the Message
+// resource meta, then the message raw, as multipart.Writer frames them.
+func multipartBody(meta, raw []byte, boundary string) []byte {
+	body := make([]byte, 0, len(raw)+len(meta)+3*len(boundary)+len(partJSON)+len(partMessage)+16)
+	body = append(append(append(body, "--"...), boundary...), partJSON...)
+	body = append(body, meta...)
+	body = append(append(append(body, "\r\n--"...), boundary...), partMessage...)
+	body = append(body, raw...)
+	return append(append(append(body, "\r\n--"...), boundary...), "--\r\n"...)
 }
 
 // The multipart body's part headers, as multipart.Writer writes them.
