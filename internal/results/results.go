@@ -102,8 +102,8 @@ type batch struct {
 const BatchDelay = time.Millisecond
 
 // Pub/Sub's limits on one Publish request (pubsub.MaxPublishRequestCount
-// and MaxPublishRequestBytes); a batch is sent as soon as one more event
-// could cross either.
+// and MaxPublishRequestBytes): an event that would take its batch over
+// either sends that batch at once and starts the next.
 const (
 	maxBatchCount = pubsub.MaxPublishRequestCount
 	maxBatchBytes = 9 << 20 // under the 10 MB limit, with room for the framing
