@@ -288,11 +288,11 @@ func (h *Handler) sendTest(ctx context.Context, account string, tok *oauth2.Toke
 	if err != nil {
 		return &SentView{Error: "composing the test message failed: " + err.Error()}
 	}
-	svc, err := h.opts.Gmail.Mailbox(ctx, oauth2.StaticTokenSource(tok))
+	box, err := h.opts.Gmail.Mailbox(ctx, oauth2.StaticTokenSource(tok))
 	if err != nil {
 		return &SentView{Error: err.Error()}
 	}
-	sent, err := gmail.Send(ctx, svc, raw, "")
+	sent, err := gmail.Send(ctx, box, raw, "")
 	if err != nil {
 		return &SentView{Error: gmail.Classify(err, now).Error()}
 	}

@@ -143,7 +143,7 @@ func gmailCallOnly(b *testing.B, r *relay, t *msgTemplate) func(n int64) error {
 	b.Helper()
 	client := gmail.New(r.GmailURL, nil)
 	type box struct {
-		svc *gmail.Mailbox
+		box *gmail.Mailbox
 		raw []byte
 	}
 	boxes := make([]box, len(r.Accounts))
@@ -159,15 +159,15 @@ func gmailCallOnly(b *testing.B, r *relay, t *msgTemplate) func(n int64) error {
 		// The no-op endpoint reads the body and answers; it checks no
 		// token.
 		ts := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "call-only", Expiry: time.Now().Add(24 * time.Hour)})
-		svc, err := client.Mailbox(r.Ctx, ts)
+		mb, err := client.Mailbox(r.Ctx, ts)
 		if err != nil {
 			b.Fatal(err)
 		}
-		boxes[i] = box{svc, raw}
+		boxes[i] = box{mb, raw}
 	}
 	return func(n int64) error {
 		bx := boxes[int(n)%len(boxes)]
-		_, err := gmail.Send(r.Ctx, bx.svc, bx.raw, "")
+		_, err := gmail.Send(r.Ctx, bx.box, bx.raw, "")
 		return err
 	}
 }

@@ -71,7 +71,7 @@ type Mailbox struct {
 
 // Mailbox returns the Mailbox that authenticates with ts.
 func (c *Client) Mailbox(ctx context.Context, ts oauth2.TokenSource) (*Mailbox, error) {
-	hc := &http.Client{Transport: &oauth2.Transport{Source: ts, Base: sizedTransport{c.base}}}
+	hc := &http.Client{Transport: &oauth2.Transport{Source: ts, Base: c.base}}
 	opts := []option.ClientOption{option.WithHTTPClient(hc)}
 	if c.endpoint != "" {
 		opts = append(opts, option.WithEndpoint(c.endpoint))
@@ -144,7 +144,6 @@ func Send(ctx context.Context, mb *Mailbox, raw []byte, threadID string) (*Sent,
 // resumes a piece after a reset on its own. The chunk is small because the
 // library copies each chunk into a buffer of that size.
 func (mb *Mailbox) sendResumable(ctx context.Context, raw []byte, threadID string) (*Sent, error) {
-	ctx = context.WithValue(ctx, sizeHintKey{}, len(raw))
 	out, err := mb.svc.Users.Messages.Send("me", &gmailapi.Message{ThreadId: threadID}).
 		Context(ctx).Fields("id", "threadId").
 		Media(bytes.NewReader(raw), googleapi.ContentType("message/rfc822"), googleapi.ChunkSize(ResumableChunk)).
@@ -185,11 +184,7 @@ func (mb *Mailbox) sendMultipart(ctx context.Context, raw []byte, threadID strin
 	if err != nil {
 		return nil, err
 	}
-	lib := libraryHeaders()
-	req.Header = make(http.Header, len(lib)+1)
-	for k, v := range lib {
-		req.Header[k] = v
-	}
+	req.Header = libraryHeaders().Clone()
 	req.Header.Set("Content-Type", "multipart/related; boundary="+boundary)
 	res, err := mb.hc.Do(req)
 	if err != nil {

@@ -356,7 +356,7 @@ func (j *job) send(ctx context.Context, raw []byte) (*gmail.Sent, *gmail.Failure
 	renewed, reread := false, false
 	for {
 		sctx, cancel := context.WithTimeout(ctx, s.opts.SendTimeout)
-		sent, err := gmail.Send(sctx, mb.svc, raw, j.threadID())
+		sent, err := gmail.Send(sctx, mb.box, raw, j.threadID())
 		cancel()
 		if err == nil {
 			return sent, nil

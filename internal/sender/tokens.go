@@ -46,7 +46,7 @@ type mailboxes struct {
 
 type mailbox struct {
 	email string
-	svc   *gmail.Mailbox
+	box   *gmail.Mailbox
 	src   *refresher
 	// renewed is the mailbox that replaced this one after a 401, guarded by
 	// mailboxes.mu: every delivery that saw the 401 moves to the same one.
@@ -138,11 +138,11 @@ func (m *mailboxes) get(ctx context.Context, email string) (*mailbox, error) {
 
 func (m *mailboxes) build(ctx context.Context, email string, tok tokenstore.Token) (*mailbox, error) {
 	src := &refresher{m: m, email: email, tok: tok}
-	svc, err := m.gmail.Mailbox(ctx, oauth2.ReuseTokenSource(nil, src))
+	box, err := m.gmail.Mailbox(ctx, oauth2.ReuseTokenSource(nil, src))
 	if err != nil {
 		return nil, err
 	}
-	return &mailbox{email: email, svc: svc, src: src}, nil
+	return &mailbox{email: email, box: box, src: src}, nil
 }
 
 // renew drops a cached access token that Gmail refused (a 401), keeping the

@@ -1136,11 +1136,11 @@ func largeChild() error {
 	if err != nil {
 		return err
 	}
-	svc, err := gmail.New(os.Getenv("LOADTEST_GMAIL"), nil).Mailbox(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: os.Getenv("LOADTEST_TOKEN")}))
+	box, err := gmail.New(os.Getenv("LOADTEST_GMAIL"), nil).Mailbox(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: os.Getenv("LOADTEST_TOKEN")}))
 	if err != nil {
 		return err
 	}
-	if _, err := gmail.Send(ctx, svc, raw, ""); err != nil {
+	if _, err := gmail.Send(ctx, box, raw, ""); err != nil {
 		return err
 	}
 	hwm := procstat.PeakRSSKB(os.Getpid())
