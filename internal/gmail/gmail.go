@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -129,7 +130,7 @@ func Send(ctx context.Context, mb *Mailbox, raw []byte, threadID string) (*Sent,
 	if len(raw) > ResumableAbove {
 		sent, err = mb.sendResumable(ctx, raw, threadID)
 	} else {
-		sent, err = mb.sendMultipart(ctx, raw, threadID)
+		sent, err = mb.sendMultipart(ctx, raw, threadID, &wrote)
 	}
 	if err != nil {
 		if wrote.Load() && !hasStatus(err) {
@@ -163,7 +164,10 @@ func (mb *Mailbox) sendResumable(ctx context.Context, raw []byte, threadID strin
 // through encoding/json, the URL resolved and expanded twice, and the
 // answer decoded by reflection (BenchmarkMultipart against the library's
 // path in this package's tests).
-func (mb *Mailbox) sendMultipart(ctx context.Context, raw []byte, threadID string) (*Sent, error) {
+//
+// wrote is set once the transport has written the whole request; only then
+// is the body's buffer known to be free for the next send.
+func (mb *Mailbox) sendMultipart(ctx context.Context, raw []byte, threadID string, wrote *atomic.Bool) (*Sent, error) {
 	meta := []byte("{}")
 	if threadID != "" {
 		var err error
@@ -176,7 +180,17 @@ func (mb *Mailbox) sendMultipart(ctx context.Context, raw []byte, threadID strin
 	// A random boundary, as multipart.Writer makes: the message is the
 	// publisher's, and must not be able to end its part early.
 	boundary := rand.Text()
-	body := multipartBody(meta, raw, boundary)
+	pooled := bodyPool.Get().(*[]byte)
+	body := appendMultipartBody((*pooled)[:0], meta, raw, boundary)
+	defer func() {
+		// A transport that answered before it finished writing (a server
+		// may answer early) can still be reading the body; that buffer is
+		// left to the collector.
+		if wrote.Load() && cap(body) <= maxPooledBody {
+			*pooled = body[:0]
+			bodyPool.Put(pooled)
+		}
+	}()
 	// A *bytes.Reader, so that net/http sends a Content-Length and writes
 	// the header and body together, and can replay the body if a reused
 	// connection turns out to be closed before anything was written.
@@ -211,10 +225,24 @@ func (mb *Mailbox) sendMultipart(ctx context.Context, raw []byte, threadID strin
 	return &Sent{ID: out.ID, ThreadID: out.ThreadID}, nil
 }
 
+// bodyPool recycles multipart bodies: after the fixture's and the decoded
+// request's, a fresh body per message was the largest allocation of a
+// delivery.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+
+// maxPooledBody is the largest body buffer kept for reuse, so that one large
+// message does not pin its memory.
+const maxPooledBody = 1 << 20
+
 // multipartBody is the multipart/related body of an upload: the Message
 // resource meta, then the message raw, as multipart.Writer frames them.
 func multipartBody(meta, raw []byte, boundary string) []byte {
-	body := make([]byte, 0, len(raw)+len(meta)+3*len(boundary)+len(partJSON)+len(partMessage)+16)
+	return appendMultipartBody(nil, meta, raw, boundary)
+}
+
+// appendMultipartBody appends multipartBody's bytes to body.
+func appendMultipartBody(body, meta, raw []byte, boundary string) []byte {
+	body = slices.Grow(body, len(raw)+len(meta)+3*len(boundary)+len(partJSON)+len(partMessage)+16)
 	body = append(append(append(body, "--"...), boundary...), partJSON...)
 	body = append(body, meta...)
 	body = append(append(append(body, "\r\n--"...), boundary...), partMessage...)

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -304,4 +305,66 @@ func BenchmarkMultipart(b *testing.B) {
 	b.Run("send=library", func(b *testing.B) {
 		run(b, func() error { _, err := gmail.LibrarySend(ctx, mb, raw); return err })
 	})
+}
+
+// TestSendEarlyAnswerKeepsBody: a transport may hand back the answer while
+// it is still writing the body (HTTP/2 does, when a server answers early),
+// so Send must not give that body's buffer to the next send. The transport
+// here answers at once and reads each body only later; the first body must
+// still hold the first message, not the second's bytes.
+func TestSendEarlyAnswerKeepsBody(t *testing.T) {
+	t.Parallel()
+	tr := &lateReader{release: make(chan struct{})}
+	mb, err := gmail.New("http://gmail.test/", tr).Mailbox(context.Background(), staticToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Neither byte appears in the multipart framing or the boundary.
+	for _, b := range []string{"q", "z"} {
+		if _, err := gmail.Send(context.Background(), mb, bytes.Repeat([]byte(b), 64<<10), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(tr.release)
+	tr.wg.Wait()
+	if len(tr.bodies) != 2 {
+		t.Fatalf("%d bodies read; want 2", len(tr.bodies))
+	}
+	if first := tr.bodies[0]; bytes.IndexByte(first, 'z') >= 0 || bytes.Count(first, []byte("q")) != 64<<10 {
+		t.Errorf("the first upload carries %d of its own bytes and %d of the second message's: its buffer was reused while it was being read",
+			bytes.Count(first, []byte("q")), bytes.Count(first, []byte("z")))
+	}
+}
+
+// lateReader answers every request at once and reads its body only after
+// release, in order.
+type lateReader struct {
+	release chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	bodies  [][]byte
+	prev    chan struct{}
+}
+
+func (l *lateReader) RoundTrip(r *http.Request) (*http.Response, error) {
+	l.mu.Lock()
+	prev, done := l.prev, make(chan struct{})
+	l.prev = done
+	l.mu.Unlock()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer close(done)
+		<-l.release
+		if prev != nil {
+			<-prev
+		}
+		b, _ := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		l.mu.Lock()
+		l.bodies = append(l.bodies, b)
+		l.mu.Unlock()
+	}()
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(strings.NewReader(`{"id":"1","threadId":"1"}`)), Request: r}, nil
 }
