@@ -17,3 +17,6 @@ func LibrarySend(ctx context.Context, mb *Mailbox, raw []byte) (*gmailapi.Messag
 
 // MultipartBody is multipartBody, for FuzzMultipartBody.
 var MultipartBody = multipartBody
+
+// ReadSent is readSent, for FuzzReadSent.
+var ReadSent = readSent

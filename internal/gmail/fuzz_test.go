@@ -2,6 +2,7 @@ package gmail_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"mime/multipart"
 	"testing"
@@ -47,6 +48,38 @@ func FuzzMultipartBody(f *testing.F) {
 		}
 		if _, err := mr.NextPart(); err != io.EOF {
 			t.Errorf("after the message: %v; want the end of the body", err)
+		}
+	})
+}
+
+// FuzzReadSent: Send reads Gmail's answer as json.Unmarshal would into the
+// two IDs. Where Unmarshal succeeds the IDs agree; where it fails, Send
+// takes no IDs (the message still counts as sent).
+func FuzzReadSent(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"18f0000000000001","threadId":"18f0000000000002"}`,
+		`{"id":"m1","threadId":"t1","labelIds":["SENT"],"sizeEstimate":12}`,
+		`{"ID":"m1","THREADID":"t1"}`, `{"id":"a","id":"b"}`, `{"id":null,"threadId":"t"}`,
+		`{"\u0069d":"m\u00e9"}`, `{"id":5}`, `[]`, `{"id":"m"} {}`, `{"id":`, `not json`, ``,
+		`{"payload":{"headers":[{"name":"id","value":"x"}]},"id":"m"}`, "{\"id\":\"\xff\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want struct {
+			ID       string `json:"id"`
+			ThreadID string `json:"threadId"`
+		}
+		err := json.Unmarshal(data, &want)
+		got := gmail.ReadSent(data)
+		if err != nil {
+			if got != (gmail.Sent{}) {
+				t.Fatalf("%q: Unmarshal fails (%v) but the answer read as %+v", data, err, got)
+			}
+			return
+		}
+		if got.ID != want.ID || got.ThreadID != want.ThreadID {
+			t.Fatalf("%q: read %+v; Unmarshal reads %+v", data, got, want)
 		}
 	})
 }

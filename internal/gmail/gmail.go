@@ -23,6 +23,8 @@ import (
 	gmailapi "google.golang.org/api/gmail/v1"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
+
+	"github.com/gmailrelay/gmailrelay/internal/jsonscan"
 )
 
 // ResumableAbove is the raw size above which Send uses a resumable upload.
@@ -215,14 +217,61 @@ func (mb *Mailbox) sendMultipart(ctx context.Context, raw []byte, threadID strin
 	// A 2xx is a send, whatever its body: Gmail has accepted the message,
 	// and calling an unreadable answer a failure would send it again. The
 	// IDs are then left empty.
-	var out struct {
-		ID       string `json:"id"`
-		ThreadID string `json:"threadId"`
-	}
+	var out Sent
 	if data, err := io.ReadAll(io.LimitReader(res.Body, maxAnswer)); err == nil {
-		_ = json.Unmarshal(data, &out)
+		out = readSent(data)
 	}
-	return &Sent{ID: out.ID, ThreadID: out.ThreadID}, nil
+	return &out, nil
+}
+
+// readSent reads the IDs from Gmail's answer to a send, a Message resource,
+// as json.Unmarshal into {ID `json:"id"`, ThreadID `json:"threadId"`} would:
+// names matched without regard to case, other members skipped, the last of
+// a repeated member kept. An answer that is not such an object gives no
+// IDs. It replaced json.Unmarshal, whose reflection was 3% of a delivery's
+// CPU for two short strings.
+func readSent(data []byte) Sent {
+	s := jsonscan.New(data)
+	defer s.Release()
+	var out Sent
+	if k, err := s.Next(); err != nil || k != jsonscan.BeginObject {
+		return Sent{}
+	}
+	for s.More() {
+		if k, err := s.Next(); err != nil || k != jsonscan.String {
+			return Sent{}
+		}
+		var dst *string
+		switch key := s.Value(); {
+		case bytes.EqualFold(key, []byte("id")):
+			dst = &out.ID
+		case bytes.EqualFold(key, []byte("threadId")):
+			dst = &out.ThreadID
+		}
+		k, err := s.Next()
+		if err != nil {
+			return Sent{}
+		}
+		switch {
+		case dst == nil:
+			if err := s.SkipRest(k); err != nil {
+				return Sent{}
+			}
+		case k == jsonscan.String:
+			*dst = string(s.Value())
+		case k == jsonscan.Null:
+			// Unmarshal leaves a field alone for null.
+		default:
+			return Sent{}
+		}
+	}
+	if k, err := s.Next(); err != nil || k != jsonscan.EndObject {
+		return Sent{}
+	}
+	if _, err := s.Next(); err != io.EOF {
+		return Sent{} // more than one value
+	}
+	return out
 }
 
 // bodyPool recycles multipart bodies: after the fixture's and the decoded
