@@ -126,7 +126,7 @@ func BenchmarkSend(b *testing.B) {
 		b.Log("FIRESTORE_EMULATOR_HOST is not set: skipping store=firestore")
 		return
 	}
-	fs, err := firestore.NewClient(context.Background(), fmt.Sprintf("bench-%d", time.Now().UnixNano()))
+	fs, err := firestore.NewClient(context.Background(), fmt.Sprintf("bench-%d", time.Now().UnixNano()), option.WithTelemetryDisabled()) // as setup makes it
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -155,8 +155,10 @@ func newRelay(tb testing.TB, g *google, o relayOpts) *relay {
 	return r
 }
 
+// pubsubClient is a Pub/Sub client for the helper's Pub/Sub, with telemetry
+// off as setup.Sender makes the sender's.
 func pubsubClient(ctx context.Context, addr string) (*pubsub.Client, error) {
-	return pubsub.NewClient(ctx, project, option.WithEndpoint(addr), option.WithoutAuthentication(),
+	return pubsub.NewClient(ctx, project, option.WithEndpoint(addr), option.WithoutAuthentication(), option.WithTelemetryDisabled(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 }
 

@@ -261,3 +261,48 @@ func BenchmarkPublish(b *testing.B) {
 		})
 	})
 }
+
+// TestSendersReused: events published one after another, each a batch of
+// its own, are sent by one goroutine that waits for the next batch; a slow
+// Publish call does not hold up the next batch, which gets a sender of its
+// own; and after Stop no sender is left.
+func TestSendersReused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "results", true)
+	for i := range 20 {
+		if err := f.pub.Publish(context.Background(), event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, s := f.calls.Load(), f.pub.started.Load(); c != 20 || s != 1 {
+		t.Errorf("20 events one after another: %d Publish calls by %d sender goroutines; want 20 by 1", c, s)
+	}
+	hold := make(chan struct{})
+	f.mu.Lock()
+	f.hold = hold
+	f.mu.Unlock()
+	errc := make(chan error, 1)
+	go func() { errc <- f.pub.Publish(context.Background(), event(20)) }()
+	for f.calls.Load() == 20 {
+		time.Sleep(time.Millisecond)
+	}
+	f.mu.Lock()
+	f.hold = nil
+	f.mu.Unlock()
+	if err := f.pub.Publish(context.Background(), event(21)); err != nil {
+		t.Fatalf("Publish while another call is held: %v", err)
+	}
+	close(hold)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if s := f.pub.started.Load(); s != 2 {
+		t.Errorf("%d sender goroutines; want 2 (one held, one for the next batch)", s)
+	}
+	f.pub.Stop()
+	for deadline := time.Now().Add(10 * time.Second); f.pub.running.Load() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sender goroutines still running after Stop", f.pub.running.Load())
+		}
+	}
+}
