@@ -117,7 +117,7 @@ func composeWith(r *Request, opts ComposeOptions, newBoundary func() string) ([]
 	// net/mail drops control characters while formatting an address, so an
 	// account that is not exactly one bare address would be sent as some
 	// other address rather than fail.
-	if a, err := mail.ParseAddress(r.Account); err != nil || a.Name != "" || a.Address != r.Account {
+	if a, err := parseAddress(r.Account); err != nil || a.Name != "" || a.Address != r.Account {
 		return nil, fmt.Errorf("message: compose: %w: account %s is not a bare address", ErrInvalid, quote(r.Account))
 	}
 	now := opts.Now
@@ -249,7 +249,7 @@ func lowerASCII(c byte) byte {
 func parseAddresses(key string, list []string) ([]*mail.Address, error) {
 	out := make([]*mail.Address, 0, len(list))
 	for i, s := range list {
-		a, err := mail.ParseAddress(s)
+		a, err := parseAddress(s)
 		if err != nil {
 			return nil, fmt.Errorf("message: compose: %w: %s entry %d is not an address", ErrInvalid, key, i)
 		}

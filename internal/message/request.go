@@ -5,6 +5,7 @@ import (
 	"mime"
 	"net/mail"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -65,7 +66,7 @@ func (r *Request) Recipients() []string {
 	out := make([]string, 0, len(r.To)+len(r.Cc)+len(r.Bcc))
 	for _, list := range [][]string{r.To, r.Cc, r.Bcc} {
 		for _, s := range list {
-			if a, err := mail.ParseAddress(s); err == nil {
+			if a, err := parseAddress(s); err == nil {
 				out = append(out, a.Address)
 			}
 		}
@@ -180,27 +181,31 @@ func (p *problems) composed(r *Request, bodiesUTF8 bool) {
 // start a header of the sender's choosing, so it is refused, never stripped.
 // It reports whether the value passed.
 func (p *problems) headerText(field, v string, maxLen int) bool {
-	if !utf8.ValidString(v) {
-		p.add(field, "is not valid UTF-8")
-		return false
-	}
-	if i := strings.IndexAny(v, "\r\n"); i >= 0 {
-		p.add(field, "contains a line break (CR or LF) at byte %d; header values must be a single line", i)
-		return false
-	}
-	if i := strings.IndexByte(v, 0); i >= 0 {
-		p.add(field, "contains a NUL byte at byte %d", i)
-		return false
-	}
-	if i := indexControl(v); i >= 0 {
-		p.add(field, "contains the control character %U at byte %d", rune(v[i]), i)
-		return false
-	}
-	if n := utf8.RuneCountInString(v); n > maxLen {
-		p.add(field, "is %d characters long; the limit is %d", n, maxLen)
+	if msg := headerTextProblem(v, maxLen); msg != "" {
+		p.list = append(p.list, Problem{Field: field, Message: msg})
 		return false
 	}
 	return true
+}
+
+// headerTextProblem is what headerText reports about v, or "".
+func headerTextProblem(v string, maxLen int) string {
+	if !utf8.ValidString(v) {
+		return "is not valid UTF-8"
+	}
+	if i := strings.IndexAny(v, "\r\n"); i >= 0 {
+		return fmt.Sprintf("contains a line break (CR or LF) at byte %d; header values must be a single line", i)
+	}
+	if i := strings.IndexByte(v, 0); i >= 0 {
+		return fmt.Sprintf("contains a NUL byte at byte %d", i)
+	}
+	if i := indexControl(v); i >= 0 {
+		return fmt.Sprintf("contains the control character %U at byte %d", rune(v[i]), i)
+	}
+	if n := utf8.RuneCountInString(v); n > maxLen {
+		return fmt.Sprintf("is %d characters long; the limit is %d", n, maxLen)
+	}
+	return ""
 }
 
 // indexControl returns the index of the first ASCII control character other
@@ -228,7 +233,7 @@ func (p *problems) account(v string) bool {
 			return false
 		}
 	}
-	a, err := mail.ParseAddress(v)
+	a, err := parseAddress(v)
 	if err != nil {
 		p.add("account", "%s is not a valid address (%v)", quote(v), err)
 		return false
@@ -255,29 +260,34 @@ func (p *problems) addresses(field string, list []string) {
 			}
 		}
 	}()
+	// Entries are named only when they have a problem: formatting names
+	// for every entry cost more than checking them.
 	for i, s := range list {
-		f := fmt.Sprintf("%s[%d]", field, i)
 		if s == "" {
-			p.add(f, "is empty; expected an address such as bob@example.org or Bob <bob@example.org>")
+			p.add(elemName(field, i), "is empty; expected an address such as bob@example.org or Bob <bob@example.org>")
 			continue
 		}
-		if !p.headerText(f, s, MaxAddressLen) {
+		if msg := headerTextProblem(s, MaxAddressLen); msg != "" {
+			p.list = append(p.list, Problem{Field: elemName(field, i), Message: msg})
 			continue
 		}
-		a, err := mail.ParseAddress(s)
+		a, err := parseAddress(s)
 		if err != nil {
-			p.add(f, "%s is not a valid address (%v)", quote(s), err)
+			p.add(elemName(field, i), "%s is not a valid address (%v)", quote(s), err)
 			continue
 		}
 		// net/mail decodes RFC 2047 display names, which could smuggle a
 		// line break that the raw value did not show.
-		if i := indexControl(a.Name); i >= 0 {
-			p.add(f, "the display name decodes to text with the control character %U", rune(a.Name[i]))
+		if j := indexControl(a.Name); j >= 0 {
+			p.add(elemName(field, i), "the display name decodes to text with the control character %U", rune(a.Name[j]))
 			continue
 		}
 		parsed = append(parsed, a)
 	}
 }
+
+// elemName names entry i of list field, as "to[2]".
+func elemName(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }
 
 func (p *problems) attachments(list []Attachment, haveHTML bool) {
 	if len(list) > MaxAttachments {
