@@ -3,6 +3,7 @@ package message
 import (
 	"encoding/base64"
 	"io"
+	"math/bits"
 )
 
 // The body encoders below write what go-message's writers would write
@@ -58,10 +59,7 @@ func (e *qpEncoder) write(s string) {
 				e.start = len(dst)
 				room = qpLineMax - 1
 			}
-			j := k + 1
-			for j < len(s) && j-k < room && qpLiteral[s[j]] {
-				j++
-			}
+			j := literalRun(s, k+1, min(len(s), k+room))
 			dst = append(dst, s[k:j]...)
 			k = j
 			e.cr = false
@@ -85,6 +83,37 @@ func (e *qpEncoder) write(s string) {
 		}
 	}
 	e.buf = dst
+}
+
+// literalRun returns the end of the run of literal bytes in s[i:end]. It
+// looks at eight bytes at a time, for the printable ASCII that is nearly
+// every body, and at the bytes a word holds one at a time: tab is literal
+// but looks like a control byte to the word test.
+func literalRun(s string, i, end int) int {
+	for i+8 <= end {
+		_ = s[i+7]
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if m := notPrintable(w); m != 0 {
+			i += bits.TrailingZeros64(m) / 8
+			break
+		}
+		i += 8
+	}
+	for i < end && qpLiteral[s[i]] {
+		i++
+	}
+	return i
+}
+
+// notPrintable marks, with its high bit, each byte of w that is below
+// space, "=", DEL or above, exactly for the lowest such byte (a borrow can
+// mark bytes above it, never below).
+func notPrintable(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zero := func(v uint64) uint64 { return (v - ones) &^ v & highs }
+	below := (w - 0x20*ones) &^ w & highs
+	return w&highs | below | zero(w^('='*ones)) | zero(w^(0x7f*ones))
 }
 
 // close ends the text, encoding a space or tab left at its end.

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"encoding/binary"
 	gomessage "github.com/emersion/go-message"
+	"math/bits"
 )
 
 // stdQP is what mime/quotedprintable writes for s, which go-message used for
@@ -138,6 +140,39 @@ func TestStreamingEncoders(t *testing.T) {
 		}
 		if want := goMessageBase64(t, data); !bytes.Equal(got.Bytes(), want) {
 			t.Errorf("writeBase64Lines of %d bytes differs from go-message", size)
+		}
+	}
+}
+
+// TestNotPrintable: the word test finds exactly the first byte that is not
+// printable ASCII or is "=", wherever it is and whatever follows it.
+func TestNotPrintable(t *testing.T) {
+	t.Parallel()
+	printable := func(c byte) bool { return c >= ' ' && c <= '~' && c != '=' }
+	for p := 0; p < 8; p++ {
+		for c := 0; c < 256; c++ {
+			for _, after := range []byte{'a', 0x00, 0x80, 0xff, '=', 0x1f} {
+				w := []byte("abcdefgh")
+				w[p] = byte(c)
+				for q := p + 1; q < 8; q++ {
+					w[q] = after
+				}
+				m := notPrintable(binary.LittleEndian.Uint64(w))
+				first := -1
+				for i, b := range w {
+					if !printable(b) {
+						first = i
+						break
+					}
+				}
+				got := -1
+				if m != 0 {
+					got = bits.TrailingZeros64(m) / 8
+				}
+				if got != first {
+					t.Fatalf("%q: first unprintable byte found at %d; want %d", w, got, first)
+				}
+			}
 		}
 	}
 }
