@@ -67,6 +67,10 @@ func New(endpoint string, base http.RoundTripper) *Client {
 type Mailbox struct {
 	svc *gmailapi.Service
 	hc  *http.Client
+	// ts and base are hc's token source and transport, which Send's
+	// multipart request uses without hc (see sendMultipart).
+	ts   oauth2.TokenSource
+	base http.RoundTripper
 	// upload is the multipart upload URL with its fixed query, resolved
 	// once from the service's base path as the library resolves it.
 	upload string
@@ -91,7 +95,7 @@ func (c *Client) Mailbox(ctx context.Context, ts oauth2.TokenSource) (*Mailbox, 
 	// against the base path; the query in the order url.Values encodes it.
 	u.Path, u.RawPath = uploadPath, ""
 	u.RawQuery = "alt=json&fields=id%2CthreadId&prettyPrint=false&uploadType=multipart"
-	return &Mailbox{svc: svc, hc: hc, upload: u.String()}, nil
+	return &Mailbox{svc: svc, hc: hc, ts: ts, base: c.base, upload: u.String()}, nil
 }
 
 // uploadPath is users.messages.send's upload path for the authenticated user.
@@ -200,11 +204,24 @@ func (mb *Mailbox) sendMultipart(ctx context.Context, raw []byte, threadID strin
 	if err != nil {
 		return nil, err
 	}
-	req.Header = libraryHeaders().Clone()
-	req.Header.Set("Content-Type", "multipart/related; boundary="+boundary)
-	res, err := mb.hc.Do(req)
+	// What oauth2.Transport under an http.Client would do, without the two
+	// copies of the request and its header they make per request (one to
+	// add the token, one in case of a redirect, which a send never gets):
+	// 4% of a delivery's CPU. Errors are wrapped as the client wraps them.
+	tok, err := mb.ts.Token()
 	if err != nil {
-		return nil, err
+		return nil, &url.Error{Op: "Post", URL: mb.upload, Err: err}
+	}
+	h := make(http.Header, 4)
+	for k, v := range libraryHeaders() {
+		h[k] = v // never modified in place, so shared
+	}
+	h["Content-Type"] = []string{"multipart/related; boundary=" + boundary}
+	h["Authorization"] = []string{tok.Type() + " " + tok.AccessToken}
+	req.Header = h
+	res, err := mb.base.RoundTrip(req)
+	if err != nil {
+		return nil, &url.Error{Op: "Post", URL: mb.upload, Err: err}
 	}
 	defer func() {
 		// Drained, so that the connection is reused.
