@@ -6,7 +6,6 @@ package results
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -57,7 +56,7 @@ type Event struct {
 
 // Message turns e into the Pub/Sub message that carries it.
 func (e *Event) Message() (*pubsub.Message, error) {
-	data, err := json.Marshal(e)
+	data, err := e.appendJSON(make([]byte, 0, 320))
 	if err != nil {
 		return nil, fmt.Errorf("results: encoding event: %w", err)
 	}

@@ -1,6 +1,7 @@
 package results
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -305,4 +306,28 @@ func TestSendersReused(t *testing.T) {
 			t.Fatalf("%d sender goroutines still running after Stop", f.pub.running.Load())
 		}
 	}
+}
+
+// FuzzAppendJSON: an event's data is what json.Marshal makes of it, byte
+// for byte, whatever its strings hold.
+func FuzzAppendJSON(f *testing.F) {
+	f.Add("order-42", "1234", "alice@example.com", "sent", "18f0", "", 1, int64(1764619200123456789), false, "", "", false, "")
+	f.Add("k<&>\"\\", "\x00\x1f\b\f\n\r\t\x7f", "é\u2028\u2029", "failed", "", "t", -3, int64(-62135596800), true,
+		"reauth_required", "reconnect at \xff\xfe", true, "https://relay.example/connect?a=1&b=<2>")
+	f.Fuzz(func(t *testing.T, key, id, account, status, gid, tid string, attempt int, nanos int64, maybe bool,
+		code, msg string, retryable bool, reconnect string) {
+		e := &Event{IdempotencyKey: key, PubSubMessageID: id, Account: account, Status: Status(status),
+			GmailMessageID: gid, GmailThreadID: tid, Attempt: attempt, FinishedAt: time.Unix(0, nanos).UTC(), MaybeDuplicate: maybe}
+		if code != "" || msg != "" {
+			e.Error = &Error{Code: code, Message: msg, Retryable: retryable, ReconnectURL: reconnect}
+		}
+		want, wantErr := json.Marshal(e)
+		got, err := e.appendJSON(nil)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("appendJSON error %v; json.Marshal error %v", err, wantErr)
+		}
+		if err == nil && !bytes.Equal(got, want) {
+			t.Fatalf("appendJSON\n%s\njson.Marshal\n%s", got, want)
+		}
+	})
 }
