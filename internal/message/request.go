@@ -366,33 +366,56 @@ func (p *problems) headers(h map[string]string) {
 		names = append(names, k)
 	}
 	slices.Sort(names)
-	seen := make(map[string]string, len(h))
+	// Names are formatted only for problems, and duplicates are found by
+	// comparing with the names already accepted, which a map and a
+	// lower-cased copy of each name cost more than, up to the limit; past
+	// it (a request that fails anyway), a map keeps the check linear.
+	accepted := make([]string, 0, min(len(names), MaxCustomHeaders))
+	var seen map[string]string
+	if len(names) > MaxCustomHeaders {
+		seen = make(map[string]string, len(names))
+	}
+	duplicate := func(name string) (string, bool) {
+		if seen != nil {
+			lower := strings.ToLower(name)
+			prev, dup := seen[lower]
+			if !dup {
+				seen[lower] = name
+			}
+			return prev, dup
+		}
+		if i := slices.IndexFunc(accepted, func(prev string) bool { return strings.EqualFold(prev, name) }); i >= 0 {
+			return accepted[i], true
+		}
+		accepted = append(accepted, name)
+		return "", false
+	}
 	for _, name := range names {
-		f := fmt.Sprintf("headers[%q]", name)
-		if !p.headerText(f, name, MaxHeaderNameLen) {
+		field := func() string { return fmt.Sprintf("headers[%q]", name) }
+		if msg := headerTextProblem(name, MaxHeaderNameLen); msg != "" {
+			p.list = append(p.list, Problem{Field: field(), Message: msg})
 			continue
 		}
 		if !isFieldName(name) {
-			p.add(f, "the name is not an RFC 5322 field name (printable ASCII except colon, no spaces)")
+			p.add(field(), "the name is not an RFC 5322 field name (printable ASCII except colon, no spaces)")
 			continue
 		}
 		if !allowedHeader(name) {
-			p.add(f, "only X-* headers, List-Unsubscribe and List-Unsubscribe-Post may be set")
+			p.add(field(), "only X-* headers, List-Unsubscribe and List-Unsubscribe-Post may be set")
 			continue
 		}
-		lower := strings.ToLower(name)
-		if prev, dup := seen[lower]; dup {
-			p.add(f, "duplicates header %q (names are case-insensitive)", prev)
+		if prev, dup := duplicate(name); dup {
+			p.add(field(), "duplicates header %q (names are case-insensitive)", prev)
 			continue
 		}
-		seen[lower] = name
 		v := h[name]
-		if !p.headerText(f, v, MaxHeaderValueLen) {
+		if msg := headerTextProblem(v, MaxHeaderValueLen); msg != "" {
+			p.list = append(p.list, Problem{Field: field(), Message: msg})
 			continue
 		}
 		for i := 0; i < len(v); i++ {
 			if v[i] >= 0x80 {
-				p.add(f, "the value must be ASCII; encode other text as an RFC 2047 encoded-word")
+				p.add(field(), "the value must be ASCII; encode other text as an RFC 2047 encoded-word")
 				break
 			}
 		}

@@ -3,6 +3,7 @@ package message
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -267,5 +268,29 @@ func TestRecipients(t *testing.T) {
 				t.Errorf("Recipients() = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestValidateManyHeaders: past the header limit, names are still checked,
+// duplicates included (by a map there, by comparison below the limit).
+func TestValidateManyHeaders(t *testing.T) {
+	t.Parallel()
+	r := validRequest()
+	r.Headers = map[string]string{"x-1": "dup", "X-Bad Name": "v"}
+	for i := range MaxCustomHeaders + 10 {
+		r.Headers[fmt.Sprintf("X-%d", i)] = "v"
+	}
+	var ve *ValidationError
+	if !errors.As(r.Validate(), &ve) {
+		t.Fatal("Validate() passed; want problems")
+	}
+	got := problemStrings(ve.Problems)
+	want := []string{
+		"headers: 62 headers; the limit is 50",
+		`headers["X-Bad Name"]: the name is not an RFC 5322 field name (printable ASCII except colon, no spaces)`,
+		`headers["x-1"]: duplicates header "X-1" (names are case-insensitive)`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems %q; want %q", got, want)
 	}
 }
