@@ -15,8 +15,11 @@ func LibrarySend(ctx context.Context, mb *Mailbox, raw []byte) (*gmailapi.Messag
 		Media(bytes.NewReader(raw), googleapi.ContentType("message/rfc822"), googleapi.ChunkSize(0)).Do()
 }
 
-// MultipartBody is multipartBody, for FuzzMultipartBody.
-var MultipartBody = multipartBody
+// MultipartBody is an upload's body as Send writes it, for
+// FuzzMultipartBody.
+func MultipartBody(meta, raw []byte, boundary string) []byte {
+	return appendMultipartBody(nil, meta, raw, boundary)
+}
 
 // ReadSent is readSent, for FuzzReadSent.
 var ReadSent = readSent

@@ -60,15 +60,12 @@ func New(endpoint string, base http.RoundTripper) *Client {
 	return &Client{endpoint: endpoint, base: base}
 }
 
-// Mailbox is one account's Gmail: the client library's service, and the
-// authenticated HTTP client under it, which Send uses directly for
-// ordinary messages. Callers keep one per account: building it per message
-// is measurable waste.
+// Mailbox is one account's Gmail: the client library's service, for
+// resumable uploads, and the token source and transport under it, which
+// Send uses directly for ordinary messages (see sendMultipart). Callers
+// keep one per account: building it per message is measurable waste.
 type Mailbox struct {
-	svc *gmailapi.Service
-	hc  *http.Client
-	// ts and base are hc's token source and transport, which Send's
-	// multipart request uses without hc (see sendMultipart).
+	svc  *gmailapi.Service
 	ts   oauth2.TokenSource
 	base http.RoundTripper
 	// upload is the multipart upload URL with its fixed query, resolved
@@ -95,7 +92,7 @@ func (c *Client) Mailbox(ctx context.Context, ts oauth2.TokenSource) (*Mailbox, 
 	// against the base path; the query in the order url.Values encodes it.
 	u.Path, u.RawPath = uploadPath, ""
 	u.RawQuery = "alt=json&fields=id%2CthreadId&prettyPrint=false&uploadType=multipart"
-	return &Mailbox{svc: svc, hc: hc, ts: ts, base: c.base, upload: u.String()}, nil
+	return &Mailbox{svc: svc, ts: ts, base: c.base, upload: u.String()}, nil
 }
 
 // uploadPath is users.messages.send's upload path for the authenticated user.
@@ -291,22 +288,17 @@ func readSent(data []byte) Sent {
 	return out
 }
 
-// bodyPool recycles multipart bodies: after the fixture's and the decoded
-// request's, a fresh body per message was the largest allocation of a
-// delivery.
+// bodyPool recycles multipart bodies: a fresh one per message was, after
+// the request itself, the largest allocation of a delivery.
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
 
 // maxPooledBody is the largest body buffer kept for reuse, so that one large
 // message does not pin its memory.
 const maxPooledBody = 1 << 20
 
-// multipartBody is the multipart/related body of an upload: the Message
-// resource meta, then the message raw, as multipart.Writer frames them.
-func multipartBody(meta, raw []byte, boundary string) []byte {
-	return appendMultipartBody(nil, meta, raw, boundary)
-}
-
-// appendMultipartBody appends multipartBody's bytes to body.
+// appendMultipartBody appends the multipart/related body of an upload to
+// body: the Message resource meta, then the message raw, as
+// multipart.Writer frames them.
 func appendMultipartBody(body, meta, raw []byte, boundary string) []byte {
 	body = slices.Grow(body, len(raw)+len(meta)+3*len(boundary)+len(partJSON)+len(partMessage)+16)
 	body = append(append(append(body, "--"...), boundary...), partJSON...)

@@ -42,19 +42,7 @@ func simpleAddress(s string) (name, addr string, ok bool) {
 // ASCII atext: no leading, trailing or doubled dot.
 func isAddrSpec(s string) bool {
 	local, domain, ok := strings.Cut(s, "@")
-	return ok && isDotAtom(local) && isDotAtom(domain)
-}
-
-func isDotAtom(s string) bool {
-	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] != '.' && !atext[s[i]] {
-			return false
-		}
-	}
-	return true
+	return ok && isASCIIDotAtom(local) && isASCIIDotAtom(domain)
 }
 
 // isPhrase reports whether s is words of ASCII atext and dots separated by

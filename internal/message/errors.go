@@ -150,6 +150,11 @@ func (p *problems) add(field, format string, args ...any) {
 	p.list = append(p.list, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
+// addText adds a problem whose message is already written.
+func (p *problems) addText(field, msg string) {
+	p.list = append(p.list, Problem{Field: field, Message: msg})
+}
+
 func (p *problems) err() error {
 	if len(p.list) == 0 {
 		return nil

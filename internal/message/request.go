@@ -182,7 +182,7 @@ func (p *problems) composed(r *Request, bodiesUTF8 bool) {
 // It reports whether the value passed.
 func (p *problems) headerText(field, v string, maxLen int) bool {
 	if msg := headerTextProblem(v, maxLen); msg != "" {
-		p.list = append(p.list, Problem{Field: field, Message: msg})
+		p.addText(field, msg)
 		return false
 	}
 	return true
@@ -268,7 +268,7 @@ func (p *problems) addresses(field string, list []string) {
 			continue
 		}
 		if msg := headerTextProblem(s, MaxAddressLen); msg != "" {
-			p.list = append(p.list, Problem{Field: elemName(field, i), Message: msg})
+			p.addText(elemName(field, i), msg)
 			continue
 		}
 		a, err := parseAddress(s)
@@ -366,34 +366,13 @@ func (p *problems) headers(h map[string]string) {
 		names = append(names, k)
 	}
 	slices.Sort(names)
-	// Names are formatted only for problems, and duplicates are found by
-	// comparing with the names already accepted, which a map and a
-	// lower-cased copy of each name cost more than, up to the limit; past
-	// it (a request that fails anyway), a map keeps the check linear.
-	accepted := make([]string, 0, min(len(names), MaxCustomHeaders))
-	var seen map[string]string
-	if len(names) > MaxCustomHeaders {
-		seen = make(map[string]string, len(names))
-	}
-	duplicate := func(name string) (string, bool) {
-		if seen != nil {
-			lower := strings.ToLower(name)
-			prev, dup := seen[lower]
-			if !dup {
-				seen[lower] = name
-			}
-			return prev, dup
-		}
-		if i := slices.IndexFunc(accepted, func(prev string) bool { return strings.EqualFold(prev, name) }); i >= 0 {
-			return accepted[i], true
-		}
-		accepted = append(accepted, name)
-		return "", false
-	}
+	// Names are formatted only for problems: formatting one per header cost
+	// more than checking it.
+	seen := make(map[string]string, len(h))
 	for _, name := range names {
 		field := func() string { return fmt.Sprintf("headers[%q]", name) }
 		if msg := headerTextProblem(name, MaxHeaderNameLen); msg != "" {
-			p.list = append(p.list, Problem{Field: field(), Message: msg})
+			p.addText(field(), msg)
 			continue
 		}
 		if !isFieldName(name) {
@@ -404,13 +383,15 @@ func (p *problems) headers(h map[string]string) {
 			p.add(field(), "only X-* headers, List-Unsubscribe and List-Unsubscribe-Post may be set")
 			continue
 		}
-		if prev, dup := duplicate(name); dup {
+		lower := strings.ToLower(name)
+		if prev, dup := seen[lower]; dup {
 			p.add(field(), "duplicates header %q (names are case-insensitive)", prev)
 			continue
 		}
+		seen[lower] = name
 		v := h[name]
 		if msg := headerTextProblem(v, MaxHeaderValueLen); msg != "" {
-			p.list = append(p.list, Problem{Field: field(), Message: msg})
+			p.addText(field(), msg)
 			continue
 		}
 		for i := 0; i < len(v); i++ {
@@ -512,17 +493,14 @@ func isMessageID(v string) bool {
 }
 
 // isASCIIDotAtom reports whether v is an RFC 5322 dot-atom-text of ASCII
-// characters, the shape of a host name in a Message-ID.
+// characters: the shape of a host name in a Message-ID, and of each side of
+// a plain address.
 func isASCIIDotAtom(v string) bool {
 	if v == "" || v[0] == '.' || v[len(v)-1] == '.' || strings.Contains(v, "..") {
 		return false
 	}
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0:
-		default:
+		if v[i] != '.' && !atext[v[i]] {
 			return false
 		}
 	}

@@ -271,8 +271,8 @@ func TestRecipients(t *testing.T) {
 	}
 }
 
-// TestValidateManyHeaders: past the header limit, names are still checked,
-// duplicates included (by a map there, by comparison below the limit).
+// TestValidateManyHeaders: past the header limit, every name is still
+// checked, repeats included.
 func TestValidateManyHeaders(t *testing.T) {
 	t.Parallel()
 	r := validRequest()

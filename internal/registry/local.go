@@ -170,14 +170,14 @@ func (l *Local) modify(ctx context.Context, email string, change func(*Account) 
 // put stores a and persists the registry, undoing the change in memory if
 // the file cannot be written, so memory never claims what the disk lost.
 func (l *Local) put(a *Account) error {
-	id := Normalize(a.Email)
-	old, had := l.accounts[id]
-	l.accounts[id] = a
+	key := Normalize(a.Email)
+	old, had := l.accounts[key]
+	l.accounts[key] = a
 	if err := l.save(); err != nil {
 		if had {
-			l.accounts[id] = old
+			l.accounts[key] = old
 		} else {
-			delete(l.accounts, id)
+			delete(l.accounts, key)
 		}
 		return fmt.Errorf("%w: saving %s: %w", ErrUnavailable, l.path, err)
 	}
