@@ -478,66 +478,104 @@ func skipPlain(data []byte, i int) int {
 
 // scanString reads the string whose quote is at s.pos. Most strings have no
 // escapes and valid UTF-8, and their contents are then a slice of data. The
-// rest are rewritten into buf as encoding/json's unquote would: escapes
-// replaced by what they stand for, and invalid UTF-8 and unpaired
-// surrogates by U+FFFD, since Decode must read the same request as
-// json.Unmarshal. Both happen in the one loop, so that each byte is looked
-// at once.
+// rest are rewritten into buf by rewriteString from the first byte that
+// needs it.
 func (s *Scanner) scanString() error {
 	data := s.data
 	start := s.pos + 1
 	i := start
-	// Once rewriting, buf holds the contents before run.
-	rewriting := false
-	run := start
-	var buf []byte
 	for {
 		i = skipPlain(data, i)
 		if i >= len(data) {
 			return s.eof()
 		}
 		c := data[i]
-		if c >= utf8.RuneSelf {
+		switch {
+		case c == '"':
+			s.val = data[start:i]
+			s.pos = i + 1
+			return nil
+		case c < ' ':
+			return s.charError(i, c, "in string literal")
+		case c >= utf8.RuneSelf:
 			// Two-byte sequences, the common case in European text,
 			// without a call.
 			if c >= 0xC2 && c <= 0xDF && i+1 < len(data) && data[i+1]&0xC0 == 0x80 {
 				i += 2
 				continue
 			}
-			r, size := utf8.DecodeRune(data[i:])
-			if r != utf8.RuneError || size != 1 {
+			if r, size := utf8.DecodeRune(data[i:]); r != utf8.RuneError || size != 1 {
 				i += size
 				continue
 			}
 		}
-		switch {
-		case c == '"':
-			if !rewriting {
-				s.val = data[start:i]
-			} else {
-				buf = append(buf, data[run:i]...)
+		// A backslash, or a byte that is not UTF-8.
+		return s.rewriteString(start, i)
+	}
+}
+
+// rewriteString finishes the string that began at start, from i, where its
+// first escape or invalid byte is: it writes the contents into buf as
+// encoding/json's unquote would, escapes replaced by what they stand for,
+// and invalid UTF-8 and unpaired surrogates by U+FFFD, since Decode must
+// read the same request as json.Unmarshal.
+//
+// HTML that json.Marshal wrote is dense with escapes (every "<" and ">"),
+// so the plain runs between them are short. They are copied eight bytes at
+// a time as they are examined: a whole word is stored, and the output then
+// keeps only the bytes before the first that is not plain.
+func (s *Scanner) rewriteString(start, i int) error {
+	data := s.data
+	buf := s.buf[:0]
+	// Room for the whole string, as usual when it holds no quote escape,
+	// and for a word stored past its end: growing by doubling would copy a
+	// long body several times over.
+	if n := bytes.IndexByte(data[i:], '"'); n >= 0 && i-start+n+8 > cap(buf) {
+		buf = make([]byte, 0, i-start+n+8)
+	}
+	buf = append(buf, data[start:i]...)
+	for {
+		for i+8 <= len(data) && cap(buf)-len(buf) >= 8 {
+			w := binary.LittleEndian.Uint64(data[i:])
+			n := len(buf)
+			binary.LittleEndian.PutUint64(buf[n:n+8], w)
+			if m := special(w); m != 0 {
+				k := bits.TrailingZeros64(m) / 8
+				buf = buf[:n+k]
+				i += k
+				break
+			}
+			buf = buf[:n+8]
+			i += 8
+		}
+		if i >= len(data) {
+			return s.eof()
+		}
+		c := data[i]
+		if c != '\\' {
+			switch {
+			case c == '"':
 				s.buf, s.val = buf, buf
+				s.pos = i + 1
+				return nil
+			case c < ' ':
+				return s.charError(i, c, "in string literal")
+			case c < utf8.RuneSelf:
+				// Plain, within eight bytes of the end or with buf full.
+				buf = append(buf, c)
+				i++
+			case c >= 0xC2 && c <= 0xDF && i+1 < len(data) && data[i+1]&0xC0 == 0x80:
+				buf = append(buf, c, data[i+1])
+				i += 2
+			default:
+				r, size := utf8.DecodeRune(data[i:])
+				if r == utf8.RuneError && size == 1 {
+					buf = append(buf, string(utf8.RuneError)...)
+				} else {
+					buf = append(buf, data[i:i+size]...)
+				}
+				i += size
 			}
-			s.pos = i + 1
-			return nil
-		case c < ' ':
-			return s.charError(i, c, "in string literal")
-		}
-		if !rewriting {
-			rewriting = true
-			buf = s.buf[:0]
-			// Room for the whole string if, as usual, it holds no quote
-			// escape: growing by doubling would copy a long body several
-			// times over.
-			if n := bytes.IndexByte(data[i:], '"'); n >= 0 && i-start+n > cap(buf) {
-				buf = make([]byte, 0, i-start+n)
-			}
-		}
-		buf = append(buf, data[run:i]...)
-		if c >= utf8.RuneSelf {
-			buf = append(buf, string(utf8.RuneError)...)
-			i++
-			run = i
 			continue
 		}
 		// A backslash.
@@ -552,11 +590,24 @@ func (s *Scanner) scanString() error {
 			}
 			buf = append(buf, b)
 			i += 2
-			run = i
 			continue
 		}
 		r := rune(-1)
 		if i+6 <= len(data) {
+			if data[i+2] == '0' && data[i+3] == '0' {
+				// \u00XX, as json.Marshal writes "<", ">" and "&": a
+				// Latin-1 code point, with no surrogate to pair.
+				hi, lo := hexDigits[data[i+4]], hexDigits[data[i+5]]
+				if hi|lo >= 0 {
+					if c := byte(hi)<<4 | byte(lo); c < utf8.RuneSelf {
+						buf = append(buf, c)
+					} else {
+						buf = append(buf, 0xC0|c>>6, 0x80|c&0x3F)
+					}
+					i += 6
+					continue
+				}
+			}
 			r = hexValue(data[i+2 : i+6])
 		}
 		if r < 0 {
@@ -579,7 +630,6 @@ func (s *Scanner) scanString() error {
 			}
 		}
 		buf = utf8.AppendRune(buf, r)
-		run = i
 	}
 }
 
