@@ -68,12 +68,10 @@ func (e *LevelError) Error() string {
 	return "unknown log level " + `"` + e.Value + `"` + ` (use debug, info, warning or error)`
 }
 
-// New returns a JSON logger writing Cloud Logging's field names to w.
+// New returns a JSON logger writing Cloud Logging's field names to w, one
+// line per record, with secret-looking attributes redacted (see handler).
 func New(w io.Writer, level slog.Leveler) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
-		Level:       level,
-		ReplaceAttr: replaceAttr,
-	}))
+	return slog.New(newHandler(w, level))
 }
 
 // NewFromEnv is New on stdout at the level named by LOG_LEVEL; a bad value
@@ -86,44 +84,6 @@ func NewFromEnv() *slog.Logger {
 		l.Warn("LOG_LEVEL ignored", "error", err.Error())
 	}
 	return l
-}
-
-func replaceAttr(groups []string, a slog.Attr) slog.Attr {
-	if len(groups) == 0 {
-		switch a.Key {
-		case slog.LevelKey:
-			return slog.String("severity", severity(a.Value.Any()))
-		case slog.MessageKey:
-			a.Key = "message"
-			return a
-		case slog.TimeKey:
-			return a
-		}
-	}
-	if a.Value.Kind() != slog.KindGroup && isSecretKey(a.Key) {
-		if a.Value.Kind() == slog.KindString && a.Value.String() == "" {
-			return a
-		}
-		return slog.String(a.Key, Redacted)
-	}
-	return a
-}
-
-func severity(v any) string {
-	l, ok := v.(slog.Level)
-	if !ok {
-		return "DEFAULT"
-	}
-	switch {
-	case l >= slog.LevelError:
-		return "ERROR"
-	case l >= slog.LevelWarn:
-		return "WARNING"
-	case l >= slog.LevelInfo:
-		return "INFO"
-	default:
-		return "DEBUG"
-	}
 }
 
 type ctxKey struct{}
