@@ -2,6 +2,7 @@ package message
 
 import (
 	"net/mail"
+	"strings"
 	"testing"
 )
 
@@ -48,5 +49,56 @@ func checkParseAddress(t *testing.T, s string) {
 	}
 	if gotErr == nil && *got != *want {
 		t.Fatalf("%q: parseAddress = %+v; ParseAddress = %+v", s, *got, *want)
+	}
+}
+
+// addressForms are display names and addresses for formatting: plain ones
+// that take writePlainAddress, and ones String must quote, escape or encode.
+var addressForms = []mail.Address{
+	{Name: "", Address: "bob@example.org"},
+	{Name: "Acme Billing", Address: "billing@acme.example"},
+	{Name: "J. R. \"Bob\" Dobbs", Address: "bob@example.org"},
+	{Name: `back\slash`, Address: "bob@example.org"},
+	{Name: "tab\there", Address: "bob@example.org"},
+	{Name: "Grüße", Address: "bob@example.org"},
+	{Name: "ctl\x01", Address: "bob@example.org"},
+	{Name: "x", Address: "first.last@example.org"},
+	{Name: "x", Address: "a..b@example.org"},
+	{Name: "x", Address: "\"quoted local\"@example.org"},
+	{Name: "x", Address: "user@"},
+	{Name: "x", Address: "no-at"},
+	{Name: "x", Address: "jörg@example.org"},
+}
+
+// TestWritePlainAddress: where the shortcut writes, it writes what String
+// does, and it writes for the common forms.
+func TestWritePlainAddress(t *testing.T) {
+	t.Parallel()
+	for _, a := range addressForms {
+		checkPlainAddress(t, a.Name, a.Address)
+	}
+	for _, a := range addressForms[:2] {
+		var b strings.Builder
+		if !writePlainAddress(&b, &a) {
+			t.Errorf("%+v: no shortcut; want one", a)
+		}
+	}
+}
+
+// FuzzWritePlainAddress: wherever writePlainAddress writes, it writes what
+// (*mail.Address).String returns.
+func FuzzWritePlainAddress(f *testing.F) {
+	for _, a := range addressForms {
+		f.Add(a.Name, a.Address)
+	}
+	f.Fuzz(checkPlainAddress)
+}
+
+func checkPlainAddress(t *testing.T, name, addr string) {
+	t.Helper()
+	a := &mail.Address{Name: name, Address: addr}
+	var b strings.Builder
+	if writePlainAddress(&b, a) && b.String() != a.String() {
+		t.Fatalf("%+v: writePlainAddress wrote %q; String gives %q", *a, b.String(), a.String())
 	}
 }

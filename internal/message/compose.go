@@ -131,9 +131,11 @@ func composeWith(r *Request, opts ComposeOptions, newBoundary func() string) ([]
 	if !isASCIIDotAtom(domain) {
 		return nil, fmt.Errorf("message: compose: %w: message ID domain %s is not an ASCII host name", ErrInvalid, quote(domain))
 	}
-	msgID := randomMessageID(domain)
+	var msgID string
 	if k := cmp.Or(opts.MessageIDKey, r.IdempotencyKey); k != "" {
 		msgID = MessageID(k, domain)
+	} else {
+		msgID = randomMessageID(domain)
 	}
 
 	root, err := tree(r, newBoundary)
@@ -266,9 +268,17 @@ func parseAddresses(key string, list []string) ([]*mail.Address, error) {
 // (=?utf-8?q?J=C3=B6rg\?=). Such names get B encoding here.
 func formatAddressList(list []*mail.Address) string {
 	var b strings.Builder
+	n := 0
+	for _, a := range list {
+		n += len(a.Name) + len(a.Address) + 7
+	}
+	b.Grow(n)
 	for i, a := range list {
 		if i > 0 {
 			b.WriteString(", ")
+		}
+		if writePlainAddress(&b, a) {
+			continue
 		}
 		if strings.ContainsRune(a.Name, '\\') && strings.IndexFunc(a.Name, needsEncodedWord) >= 0 {
 			b.WriteString(mime.BEncoding.Encode("utf-8", a.Name))
@@ -279,6 +289,31 @@ func formatAddressList(list []*mail.Address) string {
 		b.WriteString(a.String())
 	}
 	return b.String()
+}
+
+// writePlainAddress writes a as (*mail.Address).String would, if a is the
+// usual case: a dot-atom address, and a display name (perhaps none) of
+// printable ASCII without quote or backslash, which String quotes as it is.
+// It reports whether it wrote anything; String's building of the string
+// from pieces was a fifth of composing a message's header.
+func writePlainAddress(b *strings.Builder, a *mail.Address) bool {
+	if !isAddrSpec(a.Address) {
+		return false
+	}
+	for i := 0; i < len(a.Name); i++ {
+		if c := a.Name[i]; (c < ' ' && c != '\t') || c > '~' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	if a.Name != "" {
+		b.WriteByte('"')
+		b.WriteString(a.Name)
+		b.WriteString(`" `)
+	}
+	b.WriteByte('<')
+	b.WriteString(a.Address)
+	b.WriteByte('>')
+	return true
 }
 
 // needsEncodedWord reports a rune that net/mail will not put in a quoted
