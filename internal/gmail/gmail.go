@@ -71,6 +71,10 @@ type Mailbox struct {
 	// upload is the multipart upload URL with its fixed query, resolved
 	// once from the service's base path as the library resolves it.
 	upload string
+	// post is a POST to upload, for each send to copy: parsing the URL
+	// and building the request afresh was 1.5% of a delivery. Its URL is
+	// shared by the copies, which a RoundTripper may not modify.
+	post *http.Request
 }
 
 // Mailbox returns the Mailbox that authenticates with ts.
@@ -92,7 +96,12 @@ func (c *Client) Mailbox(ctx context.Context, ts oauth2.TokenSource) (*Mailbox, 
 	// against the base path; the query in the order url.Values encodes it.
 	u.Path, u.RawPath = uploadPath, ""
 	u.RawQuery = "alt=json&fields=id%2CthreadId&prettyPrint=false&uploadType=multipart"
-	return &Mailbox{svc: svc, ts: ts, base: c.base, upload: u.String()}, nil
+	upload := u.String()
+	post, err := http.NewRequest(http.MethodPost, upload, nil)
+	if err != nil {
+		return nil, fmt.Errorf("gmail.Mailbox: upload URL %q: %w", upload, err)
+	}
+	return &Mailbox{svc: svc, ts: ts, base: c.base, upload: upload, post: post}, nil
 }
 
 // uploadPath is users.messages.send's upload path for the authenticated user.
@@ -194,12 +203,17 @@ func (mb *Mailbox) sendMultipart(ctx context.Context, raw []byte, threadID strin
 			bodyPool.Put(pooled)
 		}
 	}()
-	// A *bytes.Reader, so that net/http sends a Content-Length and writes
-	// the header and body together, and can replay the body if a reused
-	// connection turns out to be closed before anything was written.
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, mb.upload, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
+	// The body as http.NewRequest sets up a *bytes.Reader: a
+	// Content-Length, the header and body written together, and GetBody to
+	// replay it if a reused connection turns out to be closed before
+	// anything was written.
+	req := mb.post.WithContext(ctx)
+	br := bytes.NewReader(body)
+	snapshot := *br
+	req.Body, req.ContentLength = io.NopCloser(br), int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) {
+		r := snapshot
+		return io.NopCloser(&r), nil
 	}
 	// What oauth2.Transport under an http.Client would do, without the two
 	// copies of the request and its header they make per request (one to

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -367,4 +368,73 @@ func (l *lateReader) RoundTrip(r *http.Request) (*http.Response, error) {
 	}()
 	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
 		Body: io.NopCloser(strings.NewReader(`{"id":"1","threadId":"1"}`)), Request: r}, nil
+}
+
+// replayCheck is a transport that reads each request's body, then its
+// GetBody copy, and answers as Gmail does.
+type replayCheck struct {
+	mu       sync.Mutex
+	body     [][]byte
+	replayed [][]byte
+	lengths  []int64
+	urls     []string
+}
+
+func (rc *replayCheck) RoundTrip(r *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	if r.GetBody == nil {
+		return nil, errors.New("no GetBody: the transport could not replay the body")
+	}
+	again, err := r.GetBody()
+	if err != nil {
+		return nil, err
+	}
+	replayed, err := io.ReadAll(again)
+	if err != nil {
+		return nil, err
+	}
+	rc.mu.Lock()
+	rc.body, rc.replayed = append(rc.body, body), append(rc.replayed, replayed)
+	rc.lengths, rc.urls = append(rc.lengths, r.ContentLength), append(rc.urls, r.URL.String())
+	rc.mu.Unlock()
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(strings.NewReader(`{"id":"m1","threadId":"t1"}`)), Request: r}, nil
+}
+
+// TestSendRequestReplayable: each send's request, built from the Mailbox's
+// template, has its own body, a Content-Length, a GetBody that gives the
+// same bytes again (so net/http can resend it on a reused connection that
+// was already closed), and the template's URL unchanged.
+func TestSendRequestReplayable(t *testing.T) {
+	t.Parallel()
+	rc := &replayCheck{}
+	mb, err := gmail.New("http://gmail.test/", rc).Mailbox(context.Background(), staticToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"q", "z"} {
+		if _, err := gmail.Send(context.Background(), mb, bytes.Repeat([]byte(b), 1000), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(rc.body) != 2 {
+		t.Fatalf("%d requests; want 2", len(rc.body))
+	}
+	for i, b := range []string{"q", "z"} {
+		if bytes.Count(rc.body[i], []byte(b)) != 1000 {
+			t.Errorf("request %d does not carry its own message", i)
+		}
+		if !bytes.Equal(rc.body[i], rc.replayed[i]) {
+			t.Errorf("request %d: GetBody gives other bytes than Body", i)
+		}
+		if rc.lengths[i] != int64(len(rc.body[i])) {
+			t.Errorf("request %d: Content-Length %d for a %d-byte body", i, rc.lengths[i], len(rc.body[i]))
+		}
+		if want := "http://gmail.test/upload/gmail/v1/users/me/messages/send?alt=json&fields=id%2CthreadId&prettyPrint=false&uploadType=multipart"; rc.urls[i] != want {
+			t.Errorf("request %d went to %s; want %s", i, rc.urls[i], want)
+		}
+	}
 }

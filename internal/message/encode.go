@@ -51,17 +51,22 @@ func (e *qpEncoder) write(s string) {
 	for k := 0; k < len(s); {
 		b := s[k]
 		if qpLiteral[b] {
-			// A run of literal bytes is copied up to the soft-break column
-			// at once.
-			room := qpLineMax - 1 - (len(dst) - e.start)
-			if room == 0 {
-				dst = append(dst, '=', '\r', '\n')
-				e.start = len(dst)
-				room = qpLineMax - 1
+			// A run of literal bytes is found at once, then copied a line
+			// at a time, with a soft break wherever the run goes on past
+			// the soft-break column: prose without line breaks is one
+			// run.
+			end := literalRun(s, k+1, len(s))
+			for k < end {
+				room := qpLineMax - 1 - (len(dst) - e.start)
+				if room == 0 {
+					dst = append(dst, '=', '\r', '\n')
+					e.start = len(dst)
+					room = qpLineMax - 1
+				}
+				n := min(end-k, room)
+				dst = append(dst, s[k:k+n]...)
+				k += n
 			}
-			j := literalRun(s, k+1, min(len(s), k+room))
-			dst = append(dst, s[k:j]...)
-			k = j
 			e.cr = false
 			continue
 		}
@@ -87,18 +92,24 @@ func (e *qpEncoder) write(s string) {
 
 // literalRun returns the end of the run of literal bytes in s[i:end]. It
 // looks at eight bytes at a time, for the printable ASCII that is nearly
-// every body, and at the bytes a word holds one at a time: tab is literal
-// but looks like a control byte to the word test.
+// every body, and steps over a tab, which is literal but looks like a
+// control byte to the word test.
 func literalRun(s string, i, end int) int {
 	for i+8 <= end {
 		_ = s[i+7]
 		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		if m := notPrintable(w); m != 0 {
-			i += bits.TrailingZeros64(m) / 8
-			break
+		m := notPrintable(w)
+		if m == 0 {
+			i += 8
+			continue
 		}
-		i += 8
+		// The lowest mark is exact.
+		i += bits.TrailingZeros64(m) / 8
+		if s[i] != '\t' {
+			return i
+		}
+		i++
 	}
 	for i < end && qpLiteral[s[i]] {
 		i++
@@ -107,13 +118,16 @@ func literalRun(s string, i, end int) int {
 }
 
 // notPrintable marks, with its high bit, each byte of w that is below
-// space, "=", DEL or above, exactly for the lowest such byte (a borrow can
-// mark bytes above it, never below).
+// space, "=", DEL or above, exactly for the lowest such byte (a borrow or a
+// carry can mark bytes above it, never below). Adding one sets the high bit
+// of DEL, and of any byte with it already set stays marked by or-ing w.
 func notPrintable(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	zero := func(v uint64) uint64 { return (v - ones) &^ v & highs }
-	below := (w - 0x20*ones) &^ w & highs
-	return w&highs | below | zero(w^('='*ones)) | zero(w^(0x7f*ones))
+	below := (w - 0x20*ones) &^ w
+	delOrAbove := (w + ones) | w
+	eq := w ^ ('=' * ones)
+	equals := (eq - ones) &^ eq
+	return (below | delOrAbove | equals) & highs
 }
 
 // close ends the text, encoding a space or tab left at its end.
