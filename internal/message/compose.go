@@ -5,15 +5,18 @@ import (
 	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"mime"
 	"net/mail"
 	"net/textproto"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -193,7 +196,7 @@ func topHeader(r *Request, now time.Time, msgID string, root *part) ([]field, er
 	if r.Subject != "" {
 		h = append(h, field{"Subject", mime.QEncoding.Encode("utf-8", r.Subject)})
 	}
-	h = append(h, field{"Date", now.Format(dateLayout)}, field{"Message-Id", msgID})
+	h = append(h, field{"Date", formatDate(now)}, field{"Message-Id", msgID})
 	if r.InReplyTo != "" {
 		h = append(h, field{"In-Reply-To", r.InReplyTo})
 	}
@@ -228,6 +231,27 @@ func topHeader(r *Request, now time.Time, msgID string, root *part) ([]field, er
 
 // dateLayout is RFC 5322's date-time, as go-message's SetDate writes it.
 const dateLayout = "Mon, 02 Jan 2006 15:04:05 -0700"
+
+// formatDate is t.Format(dateLayout), remembered for the last second and
+// location asked: a busy sender composes thousands of messages a second,
+// all with the same Date, and formatting it was 1% of a delivery.
+func formatDate(t time.Time) string {
+	sec, loc := t.Unix(), t.Location()
+	if d := lastDate.Load(); d != nil && d.sec == sec && d.loc == loc {
+		return d.s
+	}
+	s := t.Format(dateLayout)
+	lastDate.Store(&formattedDate{sec: sec, loc: loc, s: s})
+	return s
+}
+
+type formattedDate struct {
+	sec int64
+	loc *time.Location
+	s   string
+}
+
+var lastDate atomic.Pointer[formattedDate]
 
 // compareFold compares ASCII names case-insensitively.
 func compareFold(a, b string) int {
@@ -435,10 +459,13 @@ func container(mediaType, b string, children []*part) *part {
 
 // boundary returns a random multipart boundary that starts with "=_". That
 // pair cannot occur in quoted-printable or base64 output, so no body can
-// contain a boundary line, whatever it holds.
+// contain a boundary line, whatever it holds, and the boundary need not be
+// unguessable: it comes from math/rand/v2, not crypto/rand, whose read was
+// a tenth of composing a message.
 func boundary() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	binary.LittleEndian.PutUint64(b[:8], mrand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], mrand.Uint64())
 	return "=_" + hex.EncodeToString(b[:])
 }
 

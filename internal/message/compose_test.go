@@ -635,3 +635,22 @@ func TestComposeSubjectEdgeBlanks(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatDate: the remembered Date is the one Format gives, across
+// seconds, locations and a location's offset changing.
+func TestFormatDate(t *testing.T) {
+	t.Parallel()
+	locs := []*time.Location{time.UTC, time.FixedZone("", 5*3600+1800)}
+	if ny, err := time.LoadLocation("America/New_York"); err == nil {
+		locs = append(locs, ny)
+	}
+	base := time.Date(2026, 3, 8, 6, 59, 58, 0, time.UTC) // 01:59:58 in New York, just before DST
+	for i := range 6 {
+		for _, loc := range locs {
+			tm := base.Add(time.Duration(i) * 700 * time.Millisecond).In(loc)
+			if got, want := formatDate(tm), tm.Format(dateLayout); got != want {
+				t.Errorf("formatDate(%v) = %q, want %q", tm, got, want)
+			}
+		}
+	}
+}
