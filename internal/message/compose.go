@@ -1,7 +1,6 @@
 package message
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
@@ -150,10 +149,9 @@ func composeWith(r *Request, opts ComposeOptions, newBoundary func() string) ([]
 		return nil, err
 	}
 
-	w := &cappedBuffer{limit: MaxMessageSize}
-	w.buf = *bytes.NewBuffer(opts.Buffer[:0])
-	if w.buf.Cap() < sizeBound(r) {
-		w.buf.Grow(estimateSize(r))
+	w := &cappedBuffer{b: opts.Buffer[:0], limit: MaxMessageSize}
+	if cap(w.b) < sizeBound(r) {
+		w.b = slices.Grow(w.b, estimateSize(r))
 	}
 	sp := scratchPool.Get().(*[]byte)
 	scratch := appendHeader((*sp)[:0], h)
@@ -169,7 +167,7 @@ func composeWith(r *Request, opts ComposeOptions, newBoundary func() string) ([]
 	if w.n > MaxMessageSize {
 		return nil, &SizeError{What: "composed message", Size: w.n, Limit: MaxMessageSize}
 	}
-	return w.buf.Bytes(), nil
+	return w.b, nil
 }
 
 // topHeader builds the message header in wire order: the addresses,
@@ -526,6 +524,10 @@ func writeEntity(w io.Writer, p *part, scratch []byte) ([]byte, error) {
 		if p.data != nil {
 			return writeBase64Lines(w, p.data, scratch)
 		}
+		if cw, ok := w.(*cappedBuffer); ok && len(p.text) <= encodeChunk {
+			cw.appendQP(p.text)
+			return scratch, nil
+		}
 		return writeQP(w, p.text, scratch)
 	}
 	for i, c := range p.children {
@@ -556,7 +558,7 @@ func writeEntity(w io.Writer, p *part, scratch []byte) ([]byte, error) {
 // that an oversized message costs no more memory than the limit and its error
 // can still state the real size.
 type cappedBuffer struct {
-	buf   bytes.Buffer
+	b     []byte
 	n     int64
 	limit int64
 }
@@ -564,9 +566,21 @@ type cappedBuffer struct {
 func (w *cappedBuffer) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
 	if w.n <= w.limit {
-		w.buf.Write(p)
+		w.b = append(w.b, p...)
 	}
 	return len(p), nil
+}
+
+// appendQP encodes a text of at most encodeChunk bytes straight into the
+// message, rather than into the scratch buffer and then the message: one
+// copy of every body fewer.
+func (w *cappedBuffer) appendQP(s string) {
+	before := len(w.b)
+	w.b = appendQP(w.b, s)
+	w.n += int64(len(w.b) - before)
+	if w.n > w.limit {
+		w.b = w.b[:before]
+	}
 }
 
 // estimateSize predicts the composed size closely enough that the buffer
