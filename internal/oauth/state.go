@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -123,8 +124,13 @@ func (k *StateKeys) Verify(state, cookie string) (*Verified, error) {
 	if state == "" {
 		return nil, ErrStateMissing
 	}
-	// Strict: a non-canonical encoding of the same bytes would otherwise be
-	// a second valid spelling of one state, and dodge the used-state check.
+	// Strict, and no line breaks: a non-canonical encoding of the same
+	// bytes would otherwise be a second valid spelling of one state, with a
+	// fingerprint of its own, and dodge the used-state check. Strict still
+	// skips CR and LF, so they are refused here (found by FuzzVerifyState).
+	if strings.ContainsAny(state, "\r\n") {
+		return nil, ErrStateTampered
+	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(state)
 	if err != nil || len(raw) != stateLen || raw[0] != stateVersion {
 		return nil, ErrStateTampered

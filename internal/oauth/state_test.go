@@ -43,6 +43,10 @@ func TestStateVerify(t *testing.T) {
 		{"bit flipped", keys, flip(iss.State), iss.Cookie, ErrStateTampered},
 		{"truncated", keys, iss.State[:20], iss.Cookie, ErrStateTampered},
 		{"non-canonical base64", keys, nonCanonical(iss.State), iss.Cookie, ErrStateTampered},
+		// base64's decoders skip CR and LF, even in Strict mode (found by
+		// FuzzVerifyState: testdata/fuzz/FuzzVerifyState/991d6e8d4a9dbcd2).
+		{"line feed inside", keys, iss.State[:20] + "\n" + iss.State[20:], iss.Cookie, ErrStateTampered},
+		{"carriage return at the end", keys, iss.State + "\r", iss.Cookie, ErrStateTampered},
 		{"signed by another secret", otherKeys, iss.State, iss.Cookie, ErrStateTampered},
 		{"expired", late, iss.State, iss.Cookie, ErrStateExpired},
 		{"no cookie", keys, iss.State, "", ErrCookieMissing},
