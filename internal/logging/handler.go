@@ -96,13 +96,12 @@ func (h *handler) Handle(_ context.Context, r slog.Record) error {
 	e.buf = jsonenc.AppendString(e.buf, r.Message)
 	e.buf = append(e.buf, h.pre...)
 	closing := h.open
-	if len(h.pending) > 0 && recordShows(r) {
+	// WithGroup's groups are opened only for attributes that go in them.
+	if len(h.pending) == 0 || recordShows(r) {
 		for _, g := range h.pending {
 			e.openGroup(g)
 		}
 		closing += len(h.pending)
-	}
-	if len(h.pending) == 0 || closing > h.open {
 		r.Attrs(func(a slog.Attr) bool {
 			e.attr(a)
 			return true

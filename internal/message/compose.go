@@ -319,13 +319,8 @@ func formatAddressList(list []*mail.Address) string {
 // It reports whether it wrote anything; String's building of the string
 // from pieces was a fifth of composing a message's header.
 func writePlainAddress(b *strings.Builder, a *mail.Address) bool {
-	if !isAddrSpec(a.Address) {
+	if !isAddrSpec(a.Address) || !isPlainASCII(a.Name) || strings.ContainsAny(a.Name, `"\`) {
 		return false
-	}
-	for i := 0; i < len(a.Name); i++ {
-		if c := a.Name[i]; (c < ' ' && c != '\t') || c > '~' || c == '"' || c == '\\' {
-			return false
-		}
 	}
 	if a.Name != "" {
 		b.WriteByte('"')

@@ -216,8 +216,6 @@ func headerTextProblem(v string, maxLen int) string {
 	return ""
 }
 
-// indexControl returns the index of the first ASCII control character other
-// than horizontal tab, or -1.
 // isPlainASCII reports whether v is printable ASCII and tabs, which no check
 // of header text can object to.
 func isPlainASCII(v string) bool {
@@ -229,6 +227,8 @@ func isPlainASCII(v string) bool {
 	return true
 }
 
+// indexControl returns the index of the first ASCII control character other
+// than horizontal tab, or -1.
 func indexControl(v string) int {
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
@@ -385,8 +385,6 @@ func (p *problems) headers(h map[string]string) {
 		names = append(names, k)
 	}
 	slices.Sort(names)
-	// Names are formatted only for problems: formatting one per header cost
-	// more than checking it.
 	// One header cannot repeat another: the usual request is spared the
 	// map.
 	var seen map[string]string
@@ -394,6 +392,8 @@ func (p *problems) headers(h map[string]string) {
 		seen = make(map[string]string, len(h))
 	}
 	for _, name := range names {
+		// Names are formatted only for problems: formatting one per header
+		// cost more than checking it.
 		field := func() string { return fmt.Sprintf("headers[%q]", name) }
 		if msg := headerTextProblem(name, MaxHeaderNameLen); msg != "" {
 			p.addText(field(), msg)
