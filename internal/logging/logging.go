@@ -28,8 +28,7 @@ const Redacted = "[REDACTED]"
 // reach a log, even when a caller forgets: anything ending in token, secret
 // or password, and the OAuth code, verifier, headers and mail bodies by exact
 // name. Keys are compared lower-cased; "error_code" and the like stay
-// readable. It runs for every attribute of every line, so it is plain string
-// tests rather than a regular expression.
+// readable.
 func isSecretKey(key string) bool {
 	k := strings.ToLower(key) // no allocation when key is already lower case
 	if strings.HasSuffix(k, "token") || strings.HasSuffix(k, "secret") || strings.HasSuffix(k, "password") {
@@ -69,9 +68,13 @@ func (e *LevelError) Error() string {
 }
 
 // New returns a JSON logger writing Cloud Logging's field names to w, one
-// line per record, with secret-looking attributes redacted (see handler).
+// line per record, with secret-looking attributes redacted (see
+// replaceAttr).
 func New(w io.Writer, level slog.Leveler) *slog.Logger {
-	return slog.New(newHandler(w, level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+		Level:       level,
+		ReplaceAttr: replaceAttr,
+	}))
 }
 
 // NewFromEnv is New on stdout at the level named by LOG_LEVEL; a bad value
@@ -84,6 +87,51 @@ func NewFromEnv() *slog.Logger {
 		l.Warn("LOG_LEVEL ignored", "error", err.Error())
 	}
 	return l
+}
+
+// replaceAttr gives slog's built-in keys the names Cloud Logging reads
+// (severity, message; time is already right) and redacts attributes whose
+// key names a secret, at any depth. slog has already resolved LogValuers
+// (config.Secret, tokenstore.Token) by the time it runs, so their own
+// redaction holds too. An empty value is kept: it shows a field was unset
+// without revealing anything.
+func replaceAttr(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 {
+		switch a.Key {
+		case slog.LevelKey:
+			return slog.String("severity", severity(a.Value.Any()))
+		case slog.MessageKey:
+			a.Key = "message"
+			return a
+		case slog.TimeKey:
+			return a
+		}
+	}
+	if a.Value.Kind() != slog.KindGroup && isSecretKey(a.Key) {
+		if a.Value.Kind() == slog.KindString && a.Value.String() == "" {
+			return a
+		}
+		return slog.String(a.Key, Redacted)
+	}
+	return a
+}
+
+// severity is Cloud Logging's name for a slog level.
+func severity(v any) string {
+	l, ok := v.(slog.Level)
+	if !ok {
+		return "DEFAULT"
+	}
+	switch {
+	case l >= slog.LevelError:
+		return "ERROR"
+	case l >= slog.LevelWarn:
+		return "WARNING"
+	case l >= slog.LevelInfo:
+		return "INFO"
+	default:
+		return "DEBUG"
+	}
 }
 
 type ctxKey struct{}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func decode(t *testing.T, buf *bytes.Buffer) []map[string]any {
@@ -80,14 +81,14 @@ func TestTraceAttrs(t *testing.T) {
 	const id = "105445aa7843bc8bf206b12000100000"
 	cases := []struct {
 		name, header, value string
-		wantTrace           string
+		wantTrace, wantSpan string
 		wantSampled         bool
 	}{
-		{"cloud", "X-Cloud-Trace-Context", id + "/1;o=1", "projects/p/traces/" + id, true},
-		{"cloud unsampled", "X-Cloud-Trace-Context", id + "/1;o=0", "projects/p/traces/" + id, false},
-		{"w3c", "traceparent", "00-" + id + "-00f067aa0ba902b7-01", "projects/p/traces/" + id, true},
-		{"garbage", "X-Cloud-Trace-Context", "not-a-trace", "", false},
-		{"none", "", "", "", false},
+		{"cloud", "X-Cloud-Trace-Context", id + "/1;o=1", "projects/p/traces/" + id, "1", true},
+		{"cloud unsampled", "X-Cloud-Trace-Context", id + "/1;o=0", "projects/p/traces/" + id, "1", false},
+		{"w3c", "traceparent", "00-" + id + "-00f067aa0ba902b7-01", "projects/p/traces/" + id, "00f067aa0ba902b7", true},
+		{"garbage", "X-Cloud-Trace-Context", "not-a-trace", "", "", false},
+		{"none", "", "", "", "", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -109,7 +110,56 @@ func TestTraceAttrs(t *testing.T) {
 			if c.wantTrace != "" && line[KeyTraceSampled] != c.wantSampled {
 				t.Errorf("sampled = %v, want %v", line[KeyTraceSampled], c.wantSampled)
 			}
+			if span, _ := line[KeySpanID].(string); span != c.wantSpan {
+				t.Errorf("spanId = %q, want %q", span, c.wantSpan)
+			}
+			if line["message"] != "hello" || line["severity"] != "INFO" {
+				t.Errorf("the traced line lost its fixed keys: %v", line)
+			}
 		})
+	}
+}
+
+// TestRedactsWith: attributes given to With are redacted too, at any
+// depth, and an empty secret stays visibly empty.
+func TestRedactsWith(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	l := New(&buf, slog.LevelInfo).With("access_token", "ya29.with", slog.Group("oauth", "refresh_token", "1//with")).
+		WithGroup("req").With("Authorization", "Bearer ya29.grouped", "email", "bob@example.org")
+	l.Info("hello", "client_secret", "shh", "empty_token", "")
+	out := buf.String()
+	for _, secret := range []string{"ya29.with", "1//with", "ya29.grouped", "shh"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log contains %q: %s", secret, out)
+		}
+	}
+	if !strings.Contains(out, `"email":"bob@example.org"`) || !strings.Contains(out, `"empty_token":""`) {
+		t.Errorf("an attribute that is not secret was changed: %s", out)
+	}
+	if strings.Count(out, Redacted) != 4 {
+		t.Errorf("want 4 redacted values: %s", out)
+	}
+}
+
+// TestLine: the time is RFC 3339 with nanoseconds, With's attributes and
+// groups nest as slog nests them, and only the top-level built-in keys are
+// renamed: a "msg" or "level" inside a group is the caller's own.
+func TestLine(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	h := New(&buf, slog.LevelInfo).Handler()
+	when := time.Date(2026, 12, 2, 1, 2, 3, 456789000, time.UTC)
+	r := slog.NewRecord(when, slog.LevelWarn, "sent", 0)
+	r.AddAttrs(slog.Int("attempt", 2), slog.String("msg", "inner"), slog.String("level", "x"))
+	h2 := h.WithAttrs([]slog.Attr{slog.String("account", "alice@example.com")}).WithGroup("g").WithGroup("h")
+	if err := h2.Handle(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"time":"2026-12-02T01:02:03.456789Z","severity":"WARNING","message":"sent","account":"alice@example.com",` +
+		`"g":{"h":{"attempt":2,"msg":"inner","level":"x"}}}` + "\n"
+	if buf.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", buf.String(), want)
 	}
 }
 

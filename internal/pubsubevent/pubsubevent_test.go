@@ -1,12 +1,14 @@
 package pubsubevent
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 )
@@ -19,74 +21,91 @@ func push(data string) string {
 		`"subscription":"projects/p/subscriptions/gmail-send-push","deliveryAttempt":3}`
 }
 
-// wireCases are event data on and off decodeWire's fast path.
-var wireCases = []struct {
-	name string
-	in   string
-	fast bool // the single pass must handle it
-}{
-	{"push", push(`{"account":"alice@example.com"}`), true},
-	{"eventarc form", `{"message":{"data":"eyJhIjoxfQ==","messageId":"1","publishTime":"2026-11-22T00:00:00Z"},"subscription":"projects/p/subscriptions/s"}`, true},
-	{"extra members", `{"message":{"data":"","orderingKey":"k","extra":{"a":[1,{"b":null}]}},"other":[true]}`, true},
-	{"escapes", `{"message":{"messageId":"\u0031\n","attributes":{"k\u00e9":"v\"w"}},"subscription":"s\/t"}`, true},
-	{"repeated attributes merge", `{"message":{"attributes":{"a":"1"},"attributes":{"b":"2"}}}`, true},
-	{"repeated data, last wins", `{"message":{"data":"YQ==","data":"Yg=="}}`, true},
-	{"whitespace", " \n{ \"message\" : { \"data\" : \"YQ==\" } }\t", true},
-	{"base64 with line breaks", `{"message":{"data":"YW\r\nJj"}}`, true},
-	{"empty object", `{}`, true},
-	{"null", `null`, false},
-	{"null message", `{"message":null}`, false},
-	{"null data", `{"message":{"data":null}}`, false},
-	{"null attribute", `{"message":{"attributes":{"a":null}}}`, false},
-	{"key in another case", `{"Message":{"Data":"YQ=="}}`, false},
-	{"field in another case", `{"message":{"MessageID":"7"}}`, false},
-	{"publish time escaped", `{"message":{"publishTime":"2026-11-22T00:00:00\u005a"}}`, false},
-	{"publish time bad", `{"message":{"publishTime":"yesterday"}}`, false},
-	{"bad base64", `{"message":{"data":"%%%"}}`, false},
-	{"data not a string", `{"message":{"data":7}}`, false},
-	{"attempt fractional", `{"deliveryAttempt":1.5}`, false},
-	{"attempt huge", `{"deliveryAttempt":99999999999999999999}`, false},
-	{"attempt a string", `{"deliveryAttempt":"2"}`, false},
-	{"trailing data", `{"message":{}} {}`, false},
-	{"malformed", `{"message":{"data":"YQ=="`, false},
-	{"array", `[]`, false},
-	{"empty", ``, false},
-}
-
-// TestDecodeWireMatchesUnmarshal: decodeWire gives what json.Unmarshal
-// gives, value and error, and takes the single pass for what Pub/Sub and
-// Eventarc send.
-func TestDecodeWireMatchesUnmarshal(t *testing.T) {
+// TestDecodePush: a push body decodes to its message, with the ID from
+// either spelling or the fallback, and a body that cannot be a Pub/Sub
+// message is refused with a reason.
+func TestDecodePush(t *testing.T) {
 	t.Parallel()
-	for _, tc := range wireCases {
-		t.Run(tc.name, func(t *testing.T) {
+	cases := []struct {
+		name, body, fallback string
+		want                 *Message
+		wantErr              string
+	}{
+		{name: "push", body: push(`{"account":"alice@example.com"}`), fallback: "ce-1", want: &Message{
+			ID: "136969346945", Data: []byte(`{"account":"alice@example.com"}`), Attributes: map[string]string{"idempotency_key": "order-42"},
+			PublishTime: time.Date(2026, 11, 22, 4, 40, 41, 123e6, time.UTC), DeliveryAttempt: 3,
+			Subscription: "projects/p/subscriptions/gmail-send-push"}},
+		{name: "message_id only", body: `{"message":{"message_id":"9","data":"YQ=="}}`, want: &Message{ID: "9", Data: []byte("a")}},
+		{name: "fallback ID", body: `{"message":{"data":"YQ=="}}`, fallback: "ce-7", want: &Message{ID: "ce-7", Data: []byte("a")}},
+		{name: "unknown members ignored", body: `{"message":{"data":"YQ==","messageId":"1","orderingKey":"k"},"other":[true]}`,
+			want: &Message{ID: "1", Data: []byte("a")}},
+		{name: "no message", body: `{}`, wantErr: "carries no Pub/Sub message"},
+		{name: "null message", body: `{"message":null}`, wantErr: "carries no Pub/Sub message"},
+		{name: "data not base64", body: `{"message":{"data":"%%%","messageId":"1"}}`, wantErr: "decoding event data"},
+		{name: "data not a string", body: `{"message":{"data":7,"messageId":"1"}}`, wantErr: "decoding event data"},
+		{name: "attempt a string", body: `{"message":{"messageId":"1"},"deliveryAttempt":"2"}`, wantErr: "decoding event data"},
+		{name: "bad publish time", body: `{"message":{"messageId":"1","publishTime":"yesterday"}}`, wantErr: "decoding event data"},
+		{name: "malformed", body: `{"message":{"data":"YQ=="`, wantErr: "decoding event data"},
+		{name: "trailing data", body: `{"message":{"messageId":"1"}} {}`, wantErr: "decoding event data"},
+		{name: "empty", body: ``, wantErr: "decoding event data"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			sameAsUnmarshal(t, []byte(tc.in))
-			if _, ok := scanWire([]byte(tc.in)); ok != tc.fast {
-				t.Errorf("fast path taken = %v, want %v", ok, tc.fast)
+			m, err := DecodePush([]byte(c.body), c.fallback)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("DecodePush = %+v, %v; want an error containing %q", m, err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(m, c.want) {
+				t.Errorf("DecodePush = %+v\nwant %+v", m, c.want)
 			}
 		})
 	}
 }
 
-func sameAsUnmarshal(t *testing.T, in []byte) {
-	t.Helper()
-	got, gotErr := decodeWire(in)
-	var want wire
-	wantErr := json.Unmarshal(in, &want)
-	if (gotErr == nil) != (wantErr == nil) || (gotErr != nil && gotErr.Error() != wantErr.Error()) {
-		t.Fatalf("decodeWire(%q) error = %v; json.Unmarshal: %v", in, gotErr, wantErr)
-	}
-	if gotErr == nil && !reflect.DeepEqual(got, want) {
-		t.Errorf("decodeWire(%q)\n = %+v\njson.Unmarshal: %+v", in, got, want)
-	}
-}
-
+// FuzzDecodeWire: DecodePush never panics on any body, and a well-formed
+// push built from the fuzzed message decodes back to it.
 func FuzzDecodeWire(f *testing.F) {
-	for _, tc := range wireCases {
-		f.Add([]byte(tc.in))
-	}
-	f.Fuzz(func(t *testing.T, in []byte) { sameAsUnmarshal(t, in) })
+	f.Add([]byte(push(`{"account":"alice@example.com"}`)), "136969346945", []byte("hello"), "idempotency_key", "order-42", "projects/p/subscriptions/s", 3)
+	f.Add([]byte(`{"message":{"data":"%%%"}}`), "", []byte{}, "", "", "", 0)
+	f.Add([]byte(`{"message":null}`), "k\u00e9\n", []byte{0, 0xff}, "\x00", "\"", "", -1)
+	f.Fuzz(func(t *testing.T, body []byte, id string, data []byte, key, value, sub string, attempt int) {
+		_, _ = DecodePush(body, "fallback")
+
+		if id == "" || !utf8.ValidString(id) || !utf8.ValidString(key) || !utf8.ValidString(value) || !utf8.ValidString(sub) {
+			return // json.Marshal would replace invalid UTF-8
+		}
+		var w wire
+		w.Message.Data = data
+		w.Message.Attributes = map[string]string{key: value}
+		w.Message.MessageID = id
+		w.Message.PublishTime = time.Date(2026, 11, 22, 4, 40, 41, 123e6, time.UTC)
+		w.Subscription = sub
+		w.DeliveryAttempt = attempt
+		b, err := json.Marshal(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := DecodePush(b, "fallback")
+		if err != nil {
+			t.Fatalf("DecodePush(%s): %v", b, err)
+		}
+		want := &Message{ID: id, Data: data, Attributes: w.Message.Attributes, PublishTime: w.Message.PublishTime,
+			DeliveryAttempt: attempt, Subscription: sub}
+		if len(data) == 0 {
+			want.Data = nil
+		}
+		if m.ID != want.ID || !bytes.Equal(m.Data, want.Data) || !reflect.DeepEqual(m.Attributes, want.Attributes) ||
+			!m.PublishTime.Equal(want.PublishTime) || m.DeliveryAttempt != want.DeliveryAttempt || m.Subscription != want.Subscription {
+			t.Errorf("DecodePush(%s)\n = %+v\nwant %+v", b, m, want)
+		}
+	})
 }
 
 func TestDecode(t *testing.T) {
@@ -148,21 +167,5 @@ func TestNewRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(out, in) {
 		t.Errorf("Decode(New(m)) = %+v, want %+v", out, in)
-	}
-}
-
-func BenchmarkDecode(b *testing.B) {
-	req := `{"account":"alice@example.com","to":["bob@example.org"],"html":"` + strings.Repeat(`\u003cp\u003eHello\u003c/p\u003e\n`, 300) + `"}`
-	e := event.New()
-	e.SetID("ce-1")
-	e.SetType(Type)
-	if err := e.SetData("application/json", []byte(push(req))); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Decode(e); err != nil {
-			b.Fatal(err)
-		}
 	}
 }

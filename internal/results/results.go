@@ -6,18 +6,12 @@ package results
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
-	vkit "cloud.google.com/go/pubsub/v2/apiv1"
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"github.com/googleapis/gax-go/v2"
-	"google.golang.org/grpc"
 )
 
 // Status is a result's status.
@@ -56,9 +50,9 @@ type Event struct {
 
 // Message turns e into the Pub/Sub message that carries it.
 func (e *Event) Message() (*pubsub.Message, error) {
-	data, err := e.appendJSON(make([]byte, 0, 320))
+	data, err := json.Marshal(e)
 	if err != nil {
-		return nil, fmt.Errorf("results: encoding event: %w", err)
+		return nil, fmt.Errorf("results.Event.Message: %w", err)
 	}
 	attrs := map[string]string{"status": string(e.Status), "idempotency_key": e.IdempotencyKey}
 	if e.Error != nil {
@@ -67,66 +61,22 @@ func (e *Event) Message() (*pubsub.Message, error) {
 	return &pubsub.Message{Data: data, Attributes: attrs}, nil
 }
 
-// Publisher publishes events to one topic, in batches: every event that
-// arrives within BatchDelay of the first goes in one Publish call.
-//
-// It calls the Pub/Sub client's TopicAdminClient (the generated gRPC client
-// under pubsub.Publisher, with its retry settings) rather than
-// pubsub.Publisher, because every delivery waits for its own result and
-// nothing else: the Publisher's ordering-key scheduler, flow control,
-// OpenCensus tags, telemetry and per-message size accounting cost about
-// 20 µs of a delivery's CPU (the sender's benchmarks, before and after;
-// BenchmarkPublish here compares the two with pstest in-process).
-type Publisher struct {
-	admin *vkit.TopicAdminClient
-	topic string
-	delay time.Duration
-
-	mu      sync.Mutex
-	cur     *batch
-	stopped bool
-	sending sync.WaitGroup
-
-	// work hands a batch to a sender goroutine waiting for one; it is
-	// unbuffered, so a batch never waits behind another's Publish call.
-	work     chan *batch
-	quit     chan struct{} // closed by Stop: idle senders leave
-	stopOnce sync.Once
-	// started and running count sender goroutines, for the tests.
-	started, running atomic.Int64
-}
-
-// batch is one Publish call in the making.
-type batch struct {
-	req   pubsubpb.PublishRequest
-	bytes int
-	timer *time.Timer
-	done  chan struct{} // closed when err is set
-	err   error
-}
-
-// BatchDelay is how long a batch waits for more events. Results are small
-// and a delivery's acknowledgement waits for its result, so it is short.
+// BatchDelay is how long the publisher waits for more events to bundle
+// with one. Results are small and a delivery's acknowledgement waits for
+// its result, so it is short.
 const BatchDelay = time.Millisecond
-
-// Pub/Sub's limits on one Publish request (pubsub.MaxPublishRequestCount
-// and MaxPublishRequestBytes): an event that would take its batch over
-// either sends that batch at once and starts the next.
-const (
-	maxBatchCount = pubsub.MaxPublishRequestCount
-	maxBatchBytes = 9 << 20 // under the 10 MB limit, with room for the framing
-)
 
 // ErrStopped is returned by Publish after Stop.
 var ErrStopped = errors.New("results: the publisher is stopped")
 
+// Publisher publishes events to one topic.
+type Publisher struct{ p *pubsub.Publisher }
+
 // NewPublisher publishes to topic (an ID, or a full name) through client.
 func NewPublisher(client *pubsub.Client, topic string) *Publisher {
-	if !strings.HasPrefix(topic, "projects/") {
-		topic = "projects/" + client.Project() + "/topics/" + topic
-	}
-	return &Publisher{admin: client.TopicAdminClient, topic: topic, delay: BatchDelay,
-		work: make(chan *batch), quit: make(chan struct{})}
+	p := client.Publisher(topic)
+	p.PublishSettings.DelayThreshold = BatchDelay
+	return &Publisher{p: p}
 }
 
 // Publish publishes e and waits until Pub/Sub has it, or ctx ends. An event
@@ -134,112 +84,17 @@ func NewPublisher(client *pubsub.Client, topic string) *Publisher {
 func (p *Publisher) Publish(ctx context.Context, e *Event) error {
 	m, err := e.Message()
 	if err != nil {
-		return err
+		return fmt.Errorf("results.Publish: %w", err)
 	}
-	pm := &pubsubpb.PubsubMessage{Data: m.Data, Attributes: m.Attributes}
-	size := len(m.Data) + 64
-	for k, v := range m.Attributes {
-		size += len(k) + len(v) + 8
-	}
-	p.mu.Lock()
-	if p.stopped {
-		p.mu.Unlock()
-		return fmt.Errorf("results.Publish: %w", ErrStopped)
-	}
-	b := p.cur
-	if b != nil && (len(b.req.Messages) == maxBatchCount || b.bytes+size > maxBatchBytes) {
-		p.detachLocked(b)
-		b = nil
-	}
-	if b == nil {
-		b = &batch{req: pubsubpb.PublishRequest{Topic: p.topic}, done: make(chan struct{})}
-		p.cur = b
-		b.timer = time.AfterFunc(p.delay, func() {
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			if p.cur == b {
-				p.detachLocked(b)
-			}
-		})
-	}
-	b.req.Messages = append(b.req.Messages, pm)
-	b.bytes += size
-	p.mu.Unlock()
-
-	select {
-	case <-b.done:
-		if b.err != nil {
-			return fmt.Errorf("results.Publish: %w", b.err)
+	if _, err := p.p.Publish(ctx, m).Get(ctx); err != nil {
+		if errors.Is(err, pubsub.ErrPublisherStopped) {
+			return fmt.Errorf("results.Publish: %w", ErrStopped)
 		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("results.Publish: %w", context.Cause(ctx))
+		return fmt.Errorf("results.Publish: %w", err)
 	}
+	return nil
 }
 
-// detachLocked takes b out of reach of new events and sends it. Whoever
-// detaches a batch (its timer, a full batch, Stop) sends it, once.
-func (p *Publisher) detachLocked(b *batch) {
-	p.cur = nil
-	b.timer.Stop()
-	p.sending.Add(1)
-	select {
-	case p.work <- b:
-	default:
-		go p.sendLoop(b)
-	}
-}
-
-// senderIdle is how long a sender goroutine waits for its next batch.
-const senderIdle = 10 * time.Second
-
-// sendLoop sends b, then the batches handed to it while it waits, for up
-// to senderIdle between them. A goroutine per batch cost 2% of a
-// delivery's CPU: each one grew its stack afresh to the depth of a gRPC
-// call.
-func (p *Publisher) sendLoop(b *batch) {
-	p.started.Add(1)
-	p.running.Add(1)
-	defer p.running.Add(-1)
-	idle := time.NewTimer(senderIdle)
-	defer idle.Stop()
-	for {
-		p.send(b)
-		idle.Reset(senderIdle)
-		select {
-		case b = <-p.work:
-		case <-idle.C:
-			return
-		case <-p.quit:
-			return
-		}
-	}
-}
-
-// send makes one Publish call for b. It runs under a context of its own:
-// one delivery giving up must not fail the others in the batch.
-func (p *Publisher) send(b *batch) {
-	defer p.sending.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	_, b.err = p.admin.Publish(ctx, &b.req, gax.WithGRPCOptions(grpc.MaxCallSendMsgSize(maxBatchBytes+1<<20)))
-	close(b.done)
-}
-
-// publishTimeout bounds one Publish call, retries included, as the client
-// library's default call settings do.
-const publishTimeout = 60 * time.Second
-
-// Stop sends what is pending, waits for every Publish call in flight, and
-// makes later Publish calls fail with ErrStopped. Calling it again waits
-// again.
-func (p *Publisher) Stop() {
-	p.mu.Lock()
-	p.stopped = true
-	if p.cur != nil {
-		p.detachLocked(p.cur)
-	}
-	p.mu.Unlock()
-	p.sending.Wait()
-	p.stopOnce.Do(func() { close(p.quit) })
-}
+// Stop sends what is pending, waits for it, and makes later Publish calls
+// fail with ErrStopped.
+func (p *Publisher) Stop() { p.p.Stop() }
