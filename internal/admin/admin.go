@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
 	"github.com/gmailrelay/gmailrelay/internal/health"
 	"github.com/gmailrelay/gmailrelay/internal/ledger"
@@ -92,14 +93,60 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		caller, ok := identity(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gmail-relay admin"`)
-			writeError(w, http.StatusUnauthorized, "unauthenticated",
-				"This endpoint needs a Google identity token.",
-				"Call it with `Authorization: Bearer $(gcloud auth print-identity-token)` as a principal holding roles/run.invoker on the admin function.")
+			web.Error(w, r, http.StatusUnauthorized, web.APIError{Code: "unauthenticated",
+				Message: "This endpoint needs a Google identity token.",
+				Fix:     "Call it with `Authorization: Bearer $(gcloud auth print-identity-token)` as a principal holding roles/run.invoker on the admin function."})
 			return
 		}
 		r = r.WithContext(logging.WithLogger(r.Context(), logging.FromContext(r.Context()).With("caller", caller)))
 	}
+	if fallback, pattern := h.mux.Handler(r); pattern == "" {
+		noRoute(w, r, fallback)
+		return
+	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// noRoute answers a request no route serves. ServeMux's own 404 and 405 are
+// plain text; the API answers them in its one error shape instead, and lets
+// the mux's path-cleaning redirects through.
+func noRoute(w http.ResponseWriter, r *http.Request, fallback http.Handler) {
+	rec := &statusRecorder{header: http.Header{}}
+	fallback.ServeHTTP(rec, r)
+	switch rec.status {
+	case http.StatusNotFound:
+		web.Error(w, r, http.StatusNotFound, web.APIError{Code: "not_found",
+			Message: r.URL.Path + " is not an admin API path.",
+			Fix:     "Use /accounts, /accounts/{email}, /accounts/{email}/test or /messages/{idempotency_key}."})
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", rec.header.Get("Allow"))
+		web.Error(w, r, http.StatusMethodNotAllowed, web.APIError{Code: "method_not_allowed",
+			Message: r.Method + " is not allowed on " + r.URL.Path + ".",
+			Fix:     "Use one of the methods in the Allow header: " + rec.header.Get("Allow") + "."})
+	default:
+		fallback.ServeHTTP(w, r)
+	}
+}
+
+// statusRecorder keeps only the status and header a handler writes.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header { return s.header }
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return len(b), nil
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	if s.status == 0 {
+		s.status = status
+	}
 }
 
 // identity reads the caller from the bearer token. Cloud Run has already
@@ -132,23 +179,11 @@ func identity(r *http.Request) (string, bool) {
 	return claims.Sub, true
 }
 
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-		Fix     string `json:"fix,omitempty"`
-	} `json:"error"`
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg, fix string) {
-	var b errorBody
-	b.Error.Code, b.Error.Message, b.Error.Fix = code, msg, fix
-	web.JSON(w, status, b)
-}
-
 func unavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
 	logging.FromContext(r.Context()).ErrorContext(r.Context(), what+" failed", "error", err)
-	writeError(w, http.StatusServiceUnavailable, "unavailable", what+" failed; the log has the cause.", "Retry in a moment.")
+	web.Error(w, r, http.StatusServiceUnavailable, web.APIError{Code: "unavailable",
+		Message: what + " failed; the log has the cause.",
+		Fix:     "Retry in a moment."})
 }
 
 // AccountView is one account as the API shows it.
@@ -188,16 +223,11 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	for _, a := range accts {
 		views = append(views, h.view(a))
 	}
-	if wantsHTML(r) {
+	if web.WantsHTML(r) {
 		web.Render(w, http.StatusOK, "accounts.html", accountsPage{Accounts: views, Now: h.opts.Now().UTC()})
 		return
 	}
 	web.JSON(w, http.StatusOK, map[string]any{"accounts": views})
-}
-
-// wantsHTML is true for browsers: they ask for text/html first.
-func wantsHTML(r *http.Request) bool {
-	return strings.HasPrefix(r.Header.Get("Accept"), "text/html")
 }
 
 type accountsPage struct {
@@ -210,14 +240,16 @@ func email(r *http.Request) string {
 	if err != nil {
 		return ""
 	}
-	return tokenstore.NormalizeEmail(e)
+	return account.Normalize(e)
 }
 
 func (h *Handler) account(w http.ResponseWriter, r *http.Request) (*registry.Account, bool) {
 	e := email(r)
 	a, err := h.opts.Checker.Accounts.Get(r.Context(), e)
 	if errors.Is(err, registry.ErrNotFound) || e == "" {
-		writeError(w, http.StatusNotFound, "unknown_account", e+" has never been connected to this relay.", "Send its owner the connect link.")
+		web.Error(w, r, http.StatusNotFound, web.APIError{Code: "unknown_account",
+			Message: e + " has never been connected to this relay.",
+			Fix:     "Send its owner the connect link."})
 		return nil, false
 	}
 	if err != nil {
@@ -314,7 +346,9 @@ func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if acct == nil && terr != nil {
-		writeError(w, http.StatusNotFound, "unknown_account", e+" has never been connected to this relay.", "")
+		web.Error(w, r, http.StatusNotFound, web.APIError{Code: "unknown_account",
+			Message: e + " has never been connected to this relay.",
+			Fix:     "Nothing to disconnect: check the address."})
 		return
 	}
 	revoked := false
@@ -349,12 +383,16 @@ func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) messageStatus(w http.ResponseWriter, r *http.Request) {
 	key, err := url.PathUnescape(r.PathValue("key"))
 	if err != nil || key == "" {
-		writeError(w, http.StatusBadRequest, "invalid_request", "The idempotency key in the path is not valid.", "URL-encode the key.")
+		web.Error(w, r, http.StatusBadRequest, web.APIError{Code: "invalid_request",
+			Message: "The idempotency key in the path is not valid.",
+			Fix:     "URL-encode the key."})
 		return
 	}
 	rec, err := h.opts.Ledger.Get(r.Context(), key)
 	if errors.Is(err, ledger.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "No send with this idempotency key in the last 7 days.", "Check the key; records expire after 7 days.")
+		web.Error(w, r, http.StatusNotFound, web.APIError{Code: "not_found",
+			Message: "No send with this idempotency key in the last 7 days.",
+			Fix:     "Check the key; records expire after 7 days."})
 		return
 	}
 	if err != nil {

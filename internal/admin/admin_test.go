@@ -1,10 +1,12 @@
 package admin_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -208,5 +210,104 @@ func TestMessageStatus(t *testing.T) {
 	}
 	if code, _ := f.do(t, "GET", "/messages/nope", nil); code != http.StatusNotFound {
 		t.Errorf("unknown key = %d", code)
+	}
+}
+
+// failingLedger answers like a Firestore ledger that cannot be reached.
+type failingLedger struct{}
+
+func (failingLedger) Get(context.Context, string) (*ledger.Record, error) {
+	return nil, fmt.Errorf("firestore: %w", ledger.ErrUnavailable)
+}
+
+// wantErrorShape checks that body is {"error":{"code","message","fix"}} and
+// nothing else, with code and a message and fix to show.
+func wantErrorShape(t *testing.T, body []byte, code string) {
+	t.Helper()
+	var v struct {
+		Error *struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+			Fix     string `json:"fix"`
+		} `json:"error"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil || v.Error == nil {
+		t.Fatalf("body is not the error shape (%v):\n%s", err, body)
+	}
+	if v.Error.Code != code || v.Error.Message == "" || v.Error.Fix == "" {
+		t.Errorf("error = %+v, want code %q with a message and a fix", *v.Error, code)
+	}
+}
+
+func TestErrorShape(t *testing.T) {
+	t.Parallel()
+	open := newFixture(t, false)
+	open.st.Connect(t, "alice@example.com")
+	guarded := newFixture(t, true)
+	broken := newFixture(t, false)
+	broken.srv = httptest.NewServer(admin.New(admin.Options{
+		Checker: &health.Checker{Tokens: broken.st.Tokens, Accounts: broken.st.Registry, OAuth: broken.st.OAuth},
+		Tokens:  broken.st.Tokens, Revoker: broken.st.OAuth, Ledger: failingLedger{}, Gmail: gmail.New(broken.st.URL+"/", nil),
+	}))
+	t.Cleanup(broken.srv.Close)
+	cases := []struct {
+		name         string
+		f            *fixture
+		method, path string
+		hdr          map[string]string
+		status       int
+		code         string
+	}{
+		{"no identity", guarded, "GET", "/accounts", nil, http.StatusUnauthorized, "unauthenticated"},
+		{"identity not a JWT", guarded, "GET", "/accounts", map[string]string{"Authorization": "Bearer abc"}, http.StatusUnauthorized, "unauthenticated"},
+		{"get unknown account", open, "GET", "/accounts/carol@example.com", nil, http.StatusNotFound, "unknown_account"},
+		{"test unknown account", open, "POST", "/accounts/carol@example.com/test", nil, http.StatusNotFound, "unknown_account"},
+		{"disconnect unknown account", open, "DELETE", "/accounts/carol@example.com", nil, http.StatusNotFound, "unknown_account"},
+		{"malformed key", open, "GET", "/messages/%25", nil, http.StatusBadRequest, "invalid_request"},
+		{"unknown key", open, "GET", "/messages/nope", nil, http.StatusNotFound, "not_found"},
+		{"ledger unavailable", broken, "GET", "/messages/order-42", nil, http.StatusServiceUnavailable, "unavailable"},
+		{"unknown path", open, "GET", "/nope", nil, http.StatusNotFound, "not_found"},
+		{"empty address", open, "GET", "/accounts/", nil, http.StatusNotFound, "not_found"},
+		{"wrong method", open, "PUT", "/accounts/alice@example.com", nil, http.StatusMethodNotAllowed, "method_not_allowed"},
+		{"JSON asked for explicitly", open, "GET", "/accounts/carol@example.com", map[string]string{"Accept": "application/json"}, http.StatusNotFound, "unknown_account"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			status, body := c.f.do(t, c.method, c.path, c.hdr)
+			if status != c.status {
+				t.Errorf("%s %s = %d, want %d", c.method, c.path, status, c.status)
+			}
+			wantErrorShape(t, body, c.code)
+		})
+	}
+}
+
+// TestErrorForBrowsers: a browser gets the same error as readable text, not
+// JSON it would show raw.
+func TestErrorForBrowsers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false)
+	status, body := f.do(t, "GET", "/accounts/carol@example.com", map[string]string{"Accept": "text/html,application/xhtml+xml"})
+	if status != http.StatusNotFound || json.Valid(body) || !strings.Contains(string(body), "Send its owner the connect link.") ||
+		!strings.Contains(string(body), "unknown_account") {
+		t.Errorf("browser answer = %d\n%s", status, body)
+	}
+}
+
+// TestWrongMethodSaysAllow: the 405 keeps ServeMux's Allow header.
+func TestWrongMethodSaysAllow(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false)
+	req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/accounts/alice@example.com", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if allow := resp.Header.Get("Allow"); !strings.Contains(allow, "GET") || !strings.Contains(allow, "DELETE") {
+		t.Errorf("Allow = %q, want GET and DELETE", allow)
 	}
 }

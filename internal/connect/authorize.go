@@ -32,14 +32,13 @@ type connectPage struct {
 func (a *Authorize) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		methodNotAllowed(w, r)
 		return
 	}
 	q := r.URL.Query()
 	hint := ""
 	if raw := q.Get("login_hint"); raw != "" {
-		if hint = normalizeEmail(raw); hint == "" {
+		if hint = bareAddress(raw); hint == "" {
 			a.problem(w, r, &oauth.Problem{Code: "invalid_login_hint", Status: http.StatusBadRequest,
 				Title:   "This connect link is malformed",
 				Message: "The login_hint in the link is not an email address.",
@@ -103,16 +102,23 @@ type resultPage struct {
 	ConnectURL string
 }
 
-type jsonError struct {
-	Error *oauth.Problem `json:"error"`
-}
-
+// writeProblem answers with p: as JSON to callers that ask for it, and
+// otherwise as the result page, which also offers to start again.
 func writeProblem(w http.ResponseWriter, r *http.Request, p *oauth.Problem, connectURL string) {
 	if web.WantsJSON(r) {
-		web.JSON(w, p.Status, jsonError{Error: p})
+		web.Error(w, r, p.Status, web.APIError{Code: p.Code, Message: p.Message, Fix: p.Fix})
 		return
 	}
 	web.Render(w, p.Status, "result.html", resultPage{
 		Title: p.Title, Code: p.Code, Message: p.Message, Fix: p.Fix, ConnectURL: connectURL,
 	})
+}
+
+// methodNotAllowed refuses anything but GET and HEAD: both handlers are
+// links a browser follows.
+func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", "GET, HEAD")
+	web.Error(w, r, http.StatusMethodNotAllowed, web.APIError{Code: "method_not_allowed",
+		Message: r.Method + " is not allowed here: this address is a link to open in a browser.",
+		Fix:     "Open it with GET, as a browser does."})
 }

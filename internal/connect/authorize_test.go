@@ -2,6 +2,7 @@ package connect_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -257,14 +258,21 @@ func TestAuthorizeRefuses(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t, setup{})
 		for _, path := range []string{"/authorize", "/confirm"} {
-			resp, err := http.Post(h.base+path+"?start=1", "application/x-www-form-urlencoded", nil)
+			req, _ := http.NewRequest(http.MethodPost, h.base+path+"?start=1", nil)
+			req.Header.Set("Accept", "application/json")
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
+			body, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
 			if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" {
 				t.Errorf("POST %s = %d, Allow %q", path, resp.StatusCode, resp.Header.Get("Allow"))
 			}
+			wantErrorShape(t, body)
 		}
 	})
 }

@@ -40,8 +40,7 @@ type outcome struct {
 // ServeHTTP finishes the consent flow.
 func (c *Confirm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+		methodNotAllowed(w, r)
 		return
 	}
 	c.write(w, r, c.decide(r))

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/config"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
@@ -100,9 +101,10 @@ func (c cookies) set(w http.ResponseWriter, name, value string, maxAge int) {
 	})
 }
 
-// normalizeEmail lower-cases and trims; "" if s is not a bare address.
-func normalizeEmail(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
+// bareAddress returns s normalised, or "" if s is not a bare address such
+// as alice@example.com (a display name or angle brackets do not count).
+func bareAddress(s string) string {
+	s = account.Normalize(s)
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s {
 		return ""

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/net/html"
 	"google.golang.org/api/iterator"
 
+	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/connect"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
@@ -352,6 +353,9 @@ func (b *browser) open(t *testing.T, rawURL string, asJSON bool) result {
 	if err := json.Unmarshal(body, &v); err != nil {
 		t.Fatalf("answer is not JSON: %v", err)
 	}
+	if resp.StatusCode >= 400 {
+		wantErrorShape(t, body)
+	}
 	r.account, r.state, r.scopes = v.Account, v.Status, v.Scopes
 	if v.Error != nil {
 		r.code, r.message, r.fix = v.Error.Code, v.Error.Message, v.Error.Fix
@@ -378,6 +382,24 @@ const (
 	stateCookie = "gmail-relay-state"
 	usedCookie  = "gmail-relay-used"
 )
+
+// wantErrorShape checks that body is the relay's one error shape,
+// {"error":{"code":…,"message":…,"fix":…}}, with nothing else in it.
+func wantErrorShape(t *testing.T, body []byte) {
+	t.Helper()
+	var v struct {
+		Error *struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+			Fix     string `json:"fix"`
+		} `json:"error"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil || v.Error == nil || v.Error.Code == "" || v.Error.Message == "" || v.Error.Fix == "" {
+		t.Fatalf("error answer is not {\"error\":{\"code\",\"message\",\"fix\"}} (%v):\n%s", err, body)
+	}
+}
 
 // wantProblem checks a JSON error answer.
 func wantProblem(t *testing.T, r result, status int, code string) {
@@ -445,7 +467,8 @@ func (h *harness) wantOneSecret(t *testing.T, email string) tokenstore.Token {
 		t.Fatalf("%d secrets in the project, want 1", len(secrets))
 	}
 	s := secrets[0]
-	if want := "projects/" + testProject + "/secrets/" + tokenstore.SecretID(email); s.GetName() != want {
+	secretID, _ := account.IDs(email)
+	if want := "projects/" + testProject + "/secrets/" + secretID; s.GetName() != want {
 		t.Errorf("secret %s, want %s", s.GetName(), want)
 	}
 	if got := s.GetAnnotations()[tokenstore.AnnotationEmail]; got != email {

@@ -8,14 +8,15 @@ import (
 )
 
 // Problem is what a person sees when connecting fails: a stable code, a
-// sentence about what happened, and what to do about it.
+// sentence about what happened, and what to do about it. The connect
+// handlers show it as a page or in the relay's one JSON error shape.
 type Problem struct {
-	Code    string `json:"code"`
-	Title   string `json:"-"`
-	Message string `json:"message"`
-	Fix     string `json:"fix"`
+	Code    string
+	Title   string
+	Message string
+	Fix     string
 	// Status is the HTTP status confirm answers with.
-	Status int `json:"-"`
+	Status int
 }
 
 func (p *Problem) Error() string { return p.Code + ": " + p.Message }

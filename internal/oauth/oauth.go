@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/gmailrelay/gmailrelay/internal/account"
 )
 
 // Scopes. gmail.send is the only Gmail scope the relay ever asks for: it can
@@ -230,7 +232,7 @@ func (c *Client) identity(raw string) (*Identity, error) {
 	}
 	verified := claims.EmailVerified == true || claims.EmailVerified == "true"
 	return &Identity{
-		Email:         strings.ToLower(strings.TrimSpace(claims.Email)),
+		Email:         account.Normalize(claims.Email),
 		EmailVerified: verified,
 		HostedDomain:  strings.ToLower(claims.HD),
 		Subject:       claims.Sub,

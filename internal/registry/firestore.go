@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/docstore"
 )
 
@@ -30,7 +31,8 @@ func NewFirestore(client *firestore.Client) *Firestore {
 func (f *Firestore) Stats() Stats { return f.stats.Snapshot() }
 
 func (f *Firestore) ref(email string) *firestore.DocumentRef {
-	return f.client.Collection(Collection).Doc(DocID(email))
+	_, docID := account.IDs(email)
+	return f.client.Collection(Collection).Doc(docID)
 }
 
 // maxRounds bounds the read-and-conditional-write rounds of one change. A

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/atomicfile"
-
 	"github.com/gmailrelay/gmailrelay/internal/docstore"
 )
 
@@ -23,7 +23,7 @@ type Local struct {
 	stats docstore.Counters
 
 	mu       sync.Mutex
-	accounts map[string]*Account // by normalized address (what DocID hashes), so a read hashes nothing
+	accounts map[string]*Account // by normalized address
 }
 
 var _ Store = (*Local)(nil)
@@ -44,7 +44,7 @@ func NewLocal(path string) (*Local, error) {
 		if a == nil || checkEmail(a.Email) != nil {
 			return nil, fmt.Errorf("registry.NewLocal: %s holds an account without a valid address", path)
 		}
-		l.accounts[Normalize(a.Email)] = a
+		l.accounts[account.Normalize(a.Email)] = a
 	}
 	return l, nil
 }
@@ -64,7 +64,7 @@ func (l *Local) Get(ctx context.Context, email string) (*Account, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stats.Read(1)
-	a := l.accounts[Normalize(email)]
+	a := l.accounts[account.Normalize(email)]
 	if a == nil {
 		return nil, fmt.Errorf("registry.Get: %w", ErrNotFound)
 	}
@@ -156,7 +156,7 @@ func (l *Local) modify(ctx context.Context, email string, change func(*Account) 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stats.Read(1)
-	cur := l.accounts[Normalize(email)]
+	cur := l.accounts[account.Normalize(email)]
 	if cur == nil {
 		return ErrNotFound
 	}
@@ -170,7 +170,7 @@ func (l *Local) modify(ctx context.Context, email string, change func(*Account) 
 // put stores a and persists the registry, undoing the change in memory if
 // the file cannot be written, so memory never claims what the disk lost.
 func (l *Local) put(a *Account) error {
-	key := Normalize(a.Email)
+	key := account.Normalize(a.Email)
 	old, had := l.accounts[key]
 	l.accounts[key] = a
 	if err := l.save(); err != nil {

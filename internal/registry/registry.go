@@ -9,14 +9,13 @@ package registry
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/docstore"
 )
 
@@ -52,7 +51,7 @@ func (s Status) valid() bool {
 
 // Account is a registered mailbox.
 type Account struct {
-	// Email is the normalized address (see Normalize).
+	// Email is the normalized address (see account.Normalize).
 	Email  string   `firestore:"email" json:"email"`
 	Status Status   `firestore:"status" json:"status"`
 	Scopes []string `firestore:"scopes,omitempty" json:"scopes,omitempty"`
@@ -109,22 +108,8 @@ type Store interface {
 // Stats counts the reads and committed writes a store made.
 type Stats = docstore.Stats
 
-// Normalize is the form of an address the registry stores and hashes:
-// trimmed and lowercased, since Gmail ignores case.
-func Normalize(email string) string {
-	return strings.ToLower(strings.TrimSpace(email))
-}
-
-// DocID is the document ID of an address: hex(sha256(Normalize(email))).
-// Addresses may hold characters Firestore IDs must not, and the same hash
-// names the account's secret in Secret Manager.
-func DocID(email string) string {
-	sum := sha256.Sum256([]byte(Normalize(email)))
-	return hex.EncodeToString(sum[:])
-}
-
 func checkEmail(email string) error {
-	n := Normalize(email)
+	n := account.Normalize(email)
 	if n == "" {
 		return errors.New("empty email address")
 	}
@@ -162,7 +147,7 @@ func prepare(a *Account) (*Account, error) {
 		return nil, fmt.Errorf("unknown status %q", a.Status)
 	}
 	c := a.clone()
-	c.Email = Normalize(a.Email)
+	c.Email = account.Normalize(a.Email)
 	if len(c.Scopes) == 0 {
 		c.Scopes = nil
 	}

@@ -374,17 +374,3 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		}
 	})
 }
-
-func TestDocID(t *testing.T) {
-	t.Parallel()
-	// sha256("alice@example.com")
-	const want = "ff8d9819fc0e12bf0d24892e45987e249a28dce836a85cad60e28eaaa8c6d976"
-	for _, email := range []string{"alice@example.com", " Alice@Example.com\n"} {
-		if got := registry.DocID(email); got != want {
-			t.Errorf("DocID(%q) = %s, want %s", email, got, want)
-		}
-	}
-	if registry.DocID("bob@example.com") == want {
-		t.Error("different addresses share an ID")
-	}
-}

@@ -2,7 +2,7 @@
 // Secret Manager (DESIGN §4).
 //
 // One secret holds one mailbox's token. Its ID is derived from the address
-// (SecretID), since secret IDs and label values cannot hold an email; the
+// (account.IDs), since secret IDs and label values cannot hold an email; the
 // address itself rides in an annotation so that List can name the mailboxes.
 // Every save adds a version and then destroys the older ones, so that a
 // secret keeps a single live version: versions are billed each month and an
@@ -31,6 +31,8 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/gmailrelay/gmailrelay/internal/account"
 )
 
 // Sentinel errors. Test for them with errors.Is; the wrapped gRPC error stays
@@ -140,7 +142,7 @@ func (s *Store) secretName(id string) string {
 // successful reconnect look failed while the new token is already live.
 func (s *Store) Save(ctx context.Context, email string, tok Token) error {
 	const op = "tokenstore.Save"
-	norm := NormalizeEmail(email)
+	norm := account.Normalize(email)
 	if err := checkEmail(norm); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -154,7 +156,7 @@ func (s *Store) Save(ctx context.Context, email string, tok Token) error {
 	if len(payload) > maxPayload {
 		return fmt.Errorf("%s: %w: the token encodes to %d bytes, over Secret Manager's %d", op, ErrInvalid, len(payload), maxPayload)
 	}
-	id := SecretID(norm)
+	id, _ := account.IDs(norm)
 	parent := s.secretName(id)
 	sum := int64(crc32.Checksum(payload, castagnoli))
 	add := func() (*secretmanagerpb.SecretVersion, error) {
@@ -239,11 +241,11 @@ func (s *Store) destroyOlder(ctx context.Context, parent, id string, keep int64)
 // its crc32c check or does not decode as a Token.
 func (s *Store) Load(ctx context.Context, email string) (Token, error) {
 	const op = "tokenstore.Load"
-	norm := NormalizeEmail(email)
+	norm := account.Normalize(email)
 	if err := checkEmail(norm); err != nil {
 		return Token{}, fmt.Errorf("%s: %w", op, err)
 	}
-	id := SecretID(norm)
+	id, _ := account.IDs(norm)
 	parent := s.secretName(id)
 	resp, err := s.client.AccessSecretVersion(ctx, &secretmanagerpb.AccessSecretVersionRequest{Name: parent + "/versions/latest"})
 	if status.Code(err) == codes.FailedPrecondition {
@@ -307,11 +309,11 @@ func decode(op, id string, p *secretmanagerpb.SecretPayload) (Token, error) {
 // mailbox that has no secret succeeds.
 func (s *Store) Delete(ctx context.Context, email string) error {
 	const op = "tokenstore.Delete"
-	norm := NormalizeEmail(email)
+	norm := account.Normalize(email)
 	if err := checkEmail(norm); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	id := SecretID(norm)
+	id, _ := account.IDs(norm)
 	err := s.client.DeleteSecret(ctx, &secretmanagerpb.DeleteSecretRequest{Name: s.secretName(id)})
 	if err == nil || status.Code(err) == codes.NotFound {
 		return nil
@@ -340,12 +342,12 @@ func (s *Store) List(ctx context.Context) ([]string, error) {
 		}
 		id := sec.GetName()[strings.LastIndex(sec.GetName(), "/")+1:]
 		email := sec.GetAnnotations()[AnnotationEmail]
-		if email == "" || SecretID(email) != id {
+		if want, _ := account.IDs(email); email == "" || want != id {
 			s.logger.WarnContext(ctx, "tokenstore: skipping a token secret whose email annotation is missing or does not match its ID",
 				"secret_id", id)
 			continue
 		}
-		emails = append(emails, NormalizeEmail(email))
+		emails = append(emails, account.Normalize(email))
 	}
 	slices.Sort(emails)
 	return slices.Compact(emails), nil

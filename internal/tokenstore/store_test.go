@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/secretfake"
 	"github.com/gmailrelay/gmailrelay/internal/testenv"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
@@ -76,8 +77,13 @@ func token(refresh string) tokenstore.Token {
 	}
 }
 
+func secretID(email string) string {
+	id, _ := account.IDs(email)
+	return id
+}
+
 func secretName(email string) string {
-	return "projects/" + testProject + "/secrets/" + tokenstore.SecretID(email)
+	return "projects/" + testProject + "/secrets/" + secretID(email)
 }
 
 // versionStates lists a secret's versions, newest first, as "N:STATE".
@@ -113,7 +119,10 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		t.Fatalf("Load = %#v, want %#v", got, want)
 	}
 
-	sec, err := e.client.GetSecret(t.Context(), &secretmanagerpb.GetSecretRequest{Name: secretName("alice@example.com")})
+	// Tokens already stored must stay readable, so the secret's name is
+	// pinned: "gmail-token-" + hex(sha256("alice@example.com")).
+	const aliceSecret = "projects/" + testProject + "/secrets/gmail-token-ff8d9819fc0e12bf0d24892e45987e249a28dce836a85cad60e28eaaa8c6d976"
+	sec, err := e.client.GetSecret(t.Context(), &secretmanagerpb.GetSecretRequest{Name: aliceSecret})
 	if err != nil {
 		t.Fatalf("GetSecret: %v", err)
 	}
@@ -310,7 +319,7 @@ func TestLoadDetectsCorruption(t *testing.T) {
 			if !errors.Is(err, tokenstore.ErrCorrupt) {
 				t.Fatalf("Load = %v, want ErrCorrupt", err)
 			}
-			if !strings.Contains(err.Error(), tokenstore.SecretID(email)) {
+			if !strings.Contains(err.Error(), secretID(email)) {
 				t.Fatalf("error %q does not name the secret", err)
 			}
 			if strings.Contains(err.Error(), "super-secret") {
@@ -419,7 +428,7 @@ func TestDestroyFailureIsLoggedNotReturned(t *testing.T) {
 		t.Fatalf("versions = %v, want %v", states, want)
 	}
 	logs := e.logs.String()
-	if !strings.Contains(logs, `"level":"WARN"`) || !strings.Contains(logs, tokenstore.SecretID(email)) || !strings.Contains(logs, "Unavailable") {
+	if !strings.Contains(logs, `"level":"WARN"`) || !strings.Contains(logs, secretID(email)) || !strings.Contains(logs, "Unavailable") {
 		t.Fatalf("logs = %s; want a warning naming the secret and the code", logs)
 	}
 	if strings.Contains(logs, "first") || strings.Contains(logs, secretToken) {
@@ -460,8 +469,8 @@ func TestList(t *testing.T) {
 	tokenLabels := map[string]string{tokenstore.LabelApp: tokenstore.LabelAppValue, tokenstore.LabelKind: tokenstore.LabelKindValue}
 	mk("unrelated", map[string]string{"app": "other"}, map[string]string{tokenstore.AnnotationEmail: "x@example.com"})
 	mk("gmail-config", map[string]string{tokenstore.LabelApp: tokenstore.LabelAppValue, tokenstore.LabelKind: "config"}, nil)
-	mk(tokenstore.SecretID("real@example.com"), tokenLabels, map[string]string{tokenstore.AnnotationEmail: "forged@example.com"})
-	mk(tokenstore.SecretID("bare@example.com"), tokenLabels, nil)
+	mk(secretID("real@example.com"), tokenLabels, map[string]string{tokenstore.AnnotationEmail: "forged@example.com"})
+	mk(secretID("bare@example.com"), tokenLabels, nil)
 
 	got, err := e.store.List(ctx)
 	if err != nil {

@@ -1,13 +1,10 @@
 package tokenstore
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -76,22 +73,3 @@ var (
 	_ fmt.Formatter  = Token{}
 	_ slog.LogValuer = Token{}
 )
-
-// NormalizeEmail returns the form of an address that keys its secret:
-// trimmed and lowercased, so that "Alice@Example.com " and
-// "alice@example.com" share one token.
-func NormalizeEmail(email string) string {
-	return strings.ToLower(strings.TrimSpace(email))
-}
-
-// SecretIDPrefix starts the ID of every token secret.
-const SecretIDPrefix = "gmail-token-"
-
-// SecretID returns the Secret Manager secret ID for a mailbox:
-// "gmail-token-" + hex(sha256(NormalizeEmail(email))). Secret IDs allow only
-// [A-Za-z0-9_-], so the address itself cannot be the ID; the hash is 76
-// characters in all, well under the 255 limit.
-func SecretID(email string) string {
-	sum := sha256.Sum256([]byte(NormalizeEmail(email)))
-	return SecretIDPrefix + hex.EncodeToString(sum[:])
-}

@@ -1,6 +1,8 @@
-// Package web renders the pages people see: the connect page, the result of
-// connecting, and the operator's account table. Templates are embedded so a
-// function carries its pages with it, and html/template escapes every value.
+// Package web writes what the relay's HTTP functions answer: the pages
+// people see (the connect page, the result of connecting, the operator's
+// account table), JSON, and the one error shape every function shares.
+// Templates are embedded so a function carries its pages with it, and
+// html/template escapes every value.
 package web
 
 import (
@@ -74,14 +76,45 @@ func Render(w http.ResponseWriter, status int, name string, data any) {
 func JSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		http.Error(w, `{"error":{"code":"internal","message":"encoding failed"}}`, http.StatusInternalServerError)
-		return
+		status = http.StatusInternalServerError
+		b, _ = json.MarshalIndent(errorBody{Error: APIError{Code: "internal", Message: "The answer could not be encoded.",
+			Fix: "Retry; if it keeps failing, give the operator the time of the request."}}, "", "  ")
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// APIError is the one error shape of every JSON answer the relay gives
+// (DESIGN §3): a stable code for programs, a sentence for people, and what
+// to do about it. On the wire it is {"error":{"code":…,"message":…,"fix":…}}.
+type APIError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Fix     string `json:"fix"`
+}
+
+type errorBody struct {
+	Error APIError `json:"error"`
+}
+
+// Error answers a failed request with e and status. Browsers (see
+// WantsHTML) get e as plain text; everyone else gets the JSON shape. A
+// caller with an HTML page of its own for the failure renders that page for
+// browsers and calls Error for the rest.
+func Error(w http.ResponseWriter, r *http.Request, status int, e APIError) {
+	if WantsHTML(r) && !WantsJSON(r) {
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintf(w, "%s\n\nWhat to do: %s\n\nError code: %s\n", e.Message, e.Fix, e.Code)
+		return
+	}
+	JSON(w, status, errorBody{Error: e})
 }
 
 // WantsJSON reports whether the caller asked for JSON rather than a page.
@@ -93,4 +126,12 @@ func WantsJSON(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// WantsHTML reports whether the caller is a browser: browsers list
+// text/html first in Accept, where tools send */* or nothing.
+func WantsHTML(r *http.Request) bool {
+	mt, _, _ := strings.Cut(r.Header.Get("Accept"), ",")
+	mt, _, _ = strings.Cut(mt, ";")
+	return strings.TrimSpace(mt) == "text/html"
 }
