@@ -6,9 +6,13 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,8 +75,8 @@ func sendContext(t *testing.T, e *sendertest.Env, fault sandbox.Fault) context.C
 }
 
 // TestSendForms: every size goes through the upload endpoint (never the
-// JSON send): one multipart request up to ResumableAbove, a resumable
-// session in ResumableChunk pieces above, and Gmail gets the bytes
+// JSON send): one multipart request below ResumableChunk, a resumable
+// session in ResumableChunk pieces from there, and Gmail gets the bytes
 // unchanged and the thread ID.
 func TestSendForms(t *testing.T) {
 	t.Parallel()
@@ -83,7 +87,10 @@ func TestSendForms(t *testing.T) {
 	}{
 		{"small", 4 << 10, 0, 1},
 		{"multipart at the limit", gmail.ResumableAbove, 0, 1},
-		{"resumable", gmail.ResumableAbove + 1024, 0, 3}, // open the session, then two pieces
+		// The session, the full piece, then an empty piece that gives the
+		// total: the library learns the end only on reading past it.
+		{"resumable, one chunk exactly", gmail.ResumableChunk, 0, 3},
+		{"resumable", gmail.ResumableChunk + 1024, 0, 3}, // the session, then two pieces
 		{"resumable, 20 MB", 20 << 20, 0, 1 + 5},         // the session, five pieces
 		{"just under Gmail's limit", gmail.MaxMessageSize - 1024, 0, 1 + 9},
 	}
@@ -95,6 +102,9 @@ func TestSendForms(t *testing.T) {
 			}
 			e, svc := mailbox(t)
 			raw := message(t, c.size)
+			if c.size == gmail.ResumableChunk || c.size == gmail.ResumableAbove {
+				raw = exactly(t, raw, c.size)
+			}
 			sent, err := gmail.Send(context.Background(), svc, raw, "18f4a2b3c5d6e7f8")
 			if err != nil {
 				t.Fatalf("Send: %v", err)
@@ -118,6 +128,21 @@ func TestSendForms(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exactly pads raw, a message from message, to size bytes with line
+// breaks (and a space if one byte is left over) after its body.
+func exactly(t *testing.T, raw []byte, size int) []byte {
+	t.Helper()
+	if len(raw) > size {
+		t.Fatalf("cannot pad %d bytes to %d", len(raw), size)
+	}
+	n := size - len(raw)
+	raw = append(raw, bytes.Repeat([]byte("\r\n"), n/2)...)
+	if n%2 == 1 {
+		raw = append(raw, ' ')
+	}
+	return raw
 }
 
 // TestSendTooLarge: a message over 35 MB is refused before any request.
@@ -311,5 +336,197 @@ func TestResumableFaults(t *testing.T) {
 				t.Errorf("Classify(%v) = %+v; want retryable, ambiguous %v", err, f, c.ambiguous)
 			}
 		})
+	}
+}
+
+// faultyTransport is http.DefaultTransport's clone with one fault on the
+// nth request (counting from 1) that reaches it: either the body is cut
+// short while the transport writes it, or the whole request goes and
+// Gmail's answer is dropped, as a reset would lose it.
+type faultyTransport struct {
+	base  http.RoundTripper
+	nth   int
+	cut   bool // cut the body short; otherwise lose the answer
+	mu    sync.Mutex
+	count int
+}
+
+var errInjected = errors.New("gmail test: injected transport fault")
+
+func (ft *faultyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ft.mu.Lock()
+	ft.count++
+	hit := ft.count == ft.nth
+	ft.mu.Unlock()
+	if !hit {
+		return ft.base.RoundTrip(req)
+	}
+	if ft.cut {
+		r := req.Clone(req.Context())
+		r.Body, r.GetBody = &cutBody{rc: req.Body, left: 1}, nil
+		return ft.base.RoundTrip(r)
+	}
+	res, err := ft.base.RoundTrip(req)
+	if err == nil {
+		_, _ = io.Copy(io.Discard, res.Body)
+		_ = res.Body.Close()
+	}
+	return nil, errInjected
+}
+
+// cutBody fails after left bytes; one is shorter than any body Send makes.
+type cutBody struct {
+	rc   io.ReadCloser
+	left int
+}
+
+func (c *cutBody) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errInjected
+	}
+	n, err := c.rc.Read(p[:min(len(p), c.left)])
+	c.left -= n
+	return n, err
+}
+
+func (c *cutBody) Close() error { return c.rc.Close() }
+
+// TestSendWhichRequestIsAmbiguous: only a failure after the request that
+// hands Gmail the end of the message was written whole is ambiguous (the
+// multipart request, or a resumable upload's last piece). A failure while
+// any request is being written, or after the session was opened or an
+// earlier piece was written, leaves Gmail without a whole message: safe
+// to retry, and nothing was sent.
+func TestSendWhichRequestIsAmbiguous(t *testing.T) {
+	t.Parallel()
+	const (
+		small = 4 << 10
+		large = gmail.ResumableChunk + 1024 // the session, then two pieces
+	)
+	cases := []struct {
+		name      string
+		size, nth int
+		cut       bool
+		ambiguous bool
+	}{
+		{"multipart, body cut", small, 1, true, false},
+		{"multipart, answer lost", small, 1, false, true},
+		{"resumable session, body cut", large, 1, true, false},
+		{"resumable session, answer lost", large, 1, false, false},
+		{"first piece, body cut", large, 2, true, false},
+		{"first piece, answer lost", large, 2, false, false},
+		{"last piece, body cut", large, 3, true, false},
+		{"last piece, answer lost", large, 3, false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := sendertest.New(t, sendertest.Options{})
+			ts := e.OAuth.TokenSource(context.Background(), &oauth2.Token{RefreshToken: e.Consent(account)})
+			ft := &faultyTransport{base: http.DefaultTransport.(*http.Transport).Clone(), nth: c.nth, cut: c.cut}
+			mb, err := gmail.New(e.URL+"/", ft).Mailbox(context.Background(), ts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = gmail.Send(context.Background(), mb, message(t, c.size), "")
+			if !errors.Is(err, errInjected) {
+				t.Fatalf("Send = %v; want the injected fault", err)
+			}
+			f := gmail.Classify(err, time.Now())
+			if f.Ambiguous != c.ambiguous || !f.Retryable || errors.Is(err, gmail.ErrBodySent) != c.ambiguous {
+				t.Errorf("Classify(%v) = %+v; want retryable, ambiguous %v", err, f, c.ambiguous)
+			}
+			// A cut body may end before the transport flushes anything.
+			if n := e.Requests.Gmail(); n > c.nth || n < c.nth-1 {
+				t.Errorf("Gmail saw %d requests; the fault at request %d must end the send", n, c.nth)
+			}
+			want := 0
+			if c.ambiguous {
+				want = 1 // what makes it ambiguous: Gmail did send it
+			}
+			if n := len(e.Outbox()); n != want {
+				t.Errorf("outbox holds %d messages; want %d", n, want)
+			}
+		})
+	}
+}
+
+// TestSendUnreadableAnswer: a 2xx is a send even when its body cannot be
+// read as a Message: the message went out, so Send reports it sent (with
+// no IDs) rather than a failure that would send it again. A 2xx that reads
+// gives the IDs; a non-2xx is a failure whatever its body.
+func TestSendUnreadableAnswer(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		status       int
+		body         string
+		id, threadID string
+		fails        bool
+	}{
+		{200, `{"id":"m1","threadId":"t1"}`, "m1", "t1", false},
+		{200, `{"id":"m1","threadId":"t1","labelIds":["SENT"]}`, "m1", "t1", false},
+		{200, `not json`, "", "", false},
+		{200, `{"id":`, "", "", false},
+		{500, `not json`, "", "", true},
+	}
+	for _, c := range cases {
+		t.Run(c.body, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+				w.WriteHeader(c.status)
+				_, _ = io.WriteString(w, c.body)
+			}))
+			t.Cleanup(srv.Close)
+			mb, err := gmail.New(srv.URL+"/", nil).Mailbox(context.Background(), staticToken)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent, err := gmail.Send(context.Background(), mb, message(t, 512), "")
+			if c.fails {
+				if f := gmail.Classify(err, time.Now()); err == nil || f.Ambiguous || !f.Retryable {
+					t.Errorf("Send = %+v, %v (%+v); want a retryable failure", sent, err, f)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Send = %v; want it sent", err)
+			}
+			if sent.ID != c.id || sent.ThreadID != c.threadID {
+				t.Errorf("Send = %+v; want %q, %q", sent, c.id, c.threadID)
+			}
+		})
+	}
+}
+
+var staticToken = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "ya29.test", Expiry: time.Now().Add(24 * time.Hour)})
+
+// TestSendSmallMessageMemory: an ordinary message is not copied into a
+// resumable chunk's buffer, which would hold ResumableChunk bytes for the
+// whole Gmail call of every send. Not parallel, so that the allocation
+// count is this test's own.
+func TestSendSmallMessageMemory(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, `{"id":"m1","threadId":"t1"}`)
+	}))
+	t.Cleanup(srv.Close)
+	mb, err := gmail.New(srv.URL+"/", nil).Mailbox(context.Background(), staticToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := message(t, 10<<10)
+	const sends = 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range sends {
+		if _, err := gmail.Send(context.Background(), mb, raw, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / sends; per >= gmail.ResumableChunk/4 {
+		t.Errorf("a 10 KB send allocates %d bytes; want well under the %d of a chunk", per, gmail.ResumableChunk)
 	}
 }
