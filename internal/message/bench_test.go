@@ -2,7 +2,6 @@ package message
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
 )
 
@@ -35,25 +34,5 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := Decode(data); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// BenchmarkAppendQP encodes the bodies composition encodes most: prose
-// without line breaks (as the sender's benchmark sends), prose in lines,
-// and European text with escapes.
-func BenchmarkAppendQP(b *testing.B) {
-	prose := strings.Repeat("Thank you for your order. Your invoice is attached to this message. ", 120)
-	for _, c := range []struct{ name, s string }{
-		{"prose", prose},
-		{"lines", strings.ReplaceAll(prose, ". ", ".\n")},
-		{"utf8", benchRequest().Text},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			b.SetBytes(int64(len(c.s)))
-			var buf []byte
-			for b.Loop() {
-				buf = appendQP(buf[:0], c.s)
-			}
-		})
 	}
 }

@@ -1,23 +1,22 @@
 package message
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"mime"
 	"net/mail"
-	"net/textproto"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	gomessage "github.com/emersion/go-message"
+	gomail "github.com/emersion/go-message/mail"
 )
 
 // ComposeOptions are the inputs of Compose that are not in the request.
@@ -31,15 +30,6 @@ type ComposeOptions struct {
 	// in place of r.IdempotencyKey: the sender's key may come from the
 	// Pub/Sub message rather than the request.
 	MessageIDKey string
-	// Buffer, if its capacity suffices, is where the message is composed,
-	// so that a caller can reuse one buffer across messages; the result
-	// then shares its memory. Otherwise a buffer of the estimated size is
-	// allocated.
-	Buffer []byte
-	// Validated says that r is what Decode returned, unchanged, so
-	// Compose need not run Validate a second time. compose itself never
-	// writes an injected header or an oversized message either way.
-	Validated bool
 }
 
 // Compose validates r and returns the RFC 5322 message to hand to
@@ -58,28 +48,48 @@ type ComposeOptions struct {
 // wrap the html in multipart/related, other attachments wrap everything in
 // multipart/mixed. Text is UTF-8 quoted-printable and attachments base64.
 //
-// The Message-ID derives from r.IdempotencyKey (see MessageID), so a retry
+// The Message-ID derives from the idempotency key (see MessageID), so a retry
 // composes the same ID; without a key it is random. A message over
 // MaxMessageSize is refused with a *SizeError.
 func Compose(r *Request, opts ComposeOptions) ([]byte, error) {
-	if !opts.Validated {
-		if err := r.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	if k := opts.MessageIDKey; k != "" && k != r.IdempotencyKey {
-		// A key from elsewhere (a Pub/Sub attribute) meets the same rules
-		// as the request's own.
-		var p problems
-		p.idempotencyKey(k)
-		if err := p.err(); err != nil {
-			return nil, err
-		}
+	if err := check(r, opts); err != nil {
+		return nil, err
 	}
 	if len(r.Raw) > 0 {
 		return r.Raw, nil
 	}
 	return compose(r, opts)
+}
+
+// ComposeTo is Compose writing the message to w, for a caller that streams
+// it, and returns the number of bytes written. After an error, w may hold
+// part of a message, which must not be sent.
+func ComposeTo(w io.Writer, r *Request, opts ComposeOptions) (int64, error) {
+	if err := check(r, opts); err != nil {
+		return 0, err
+	}
+	if len(r.Raw) > 0 {
+		n, err := w.Write(r.Raw)
+		if err != nil {
+			return int64(n), fmt.Errorf("message.ComposeTo: %w", err)
+		}
+		return int64(n), nil
+	}
+	return composeTo(w, r, opts)
+}
+
+// check validates r, and a Message-ID key given apart from it, which meets
+// the same rules as the request's own (it comes from a Pub/Sub attribute).
+func check(r *Request, opts ComposeOptions) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	if k := opts.MessageIDKey; k != "" && k != r.IdempotencyKey {
+		var p problems
+		p.idempotencyKey(k)
+		return p.err()
+	}
+	return nil
 }
 
 // MessageID returns the Message-ID, angle brackets included, for a request
@@ -99,28 +109,31 @@ func randomMessageID(domain string) string {
 
 // part is one MIME entity of the message tree.
 type part struct {
-	header   []field // the Content-* fields, in wire order
-	text     string  // body of a text leaf
-	data     []byte  // body of an attachment leaf
+	header   gomessage.Header // the Content-* fields
+	text     string           // body of a text leaf
+	data     []byte           // body of an attachment leaf
 	children []*part
-	boundary string // of a container
 }
 
 // compose builds the message without validating r. It is kept apart from
 // Compose so that tests can show that it cannot emit an injected header even
 // when Validate is bypassed.
 func compose(r *Request, opts ComposeOptions) ([]byte, error) {
-	return composeWith(r, opts, boundary)
+	var b bytes.Buffer
+	b.Grow(estimateSize(r))
+	if _, err := composeTo(&b, r, opts); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
-// composeWith is compose with the source of multipart boundaries as a
-// parameter, so that tests can compare whole messages with another writer's.
-func composeWith(r *Request, opts ComposeOptions, newBoundary func() string) ([]byte, error) {
+// composeTo is compose writing to w.
+func composeTo(w io.Writer, r *Request, opts ComposeOptions) (int64, error) {
 	// net/mail drops control characters while formatting an address, so an
 	// account that is not exactly one bare address would be sent as some
 	// other address rather than fail.
-	if a, err := parseAddress(r.Account); err != nil || a.Name != "" || a.Address != r.Account {
-		return nil, fmt.Errorf("message: compose: %w: account %s is not a bare address", ErrInvalid, quote(r.Account))
+	if a, err := mail.ParseAddress(r.Account); err != nil || a.Name != "" || a.Address != r.Account {
+		return 0, fmt.Errorf("message.compose: %w: account %s is not a bare address", ErrInvalid, quote(r.Account))
 	}
 	now := opts.Now
 	if now.IsZero() {
@@ -131,151 +144,108 @@ func composeWith(r *Request, opts ComposeOptions, newBoundary func() string) ([]
 		_, domain, _ = cutLastAt(r.Account)
 	}
 	if !isASCIIDotAtom(domain) {
-		return nil, fmt.Errorf("message: compose: %w: message ID domain %s is not an ASCII host name", ErrInvalid, quote(domain))
+		return 0, fmt.Errorf("message.compose: %w: message ID domain %s is not an ASCII host name", ErrInvalid, quote(domain))
 	}
-	var msgID string
+	msgID := randomMessageID(domain)
 	if k := cmp.Or(opts.MessageIDKey, r.IdempotencyKey); k != "" {
 		msgID = MessageID(k, domain)
-	} else {
-		msgID = randomMessageID(domain)
 	}
 
-	root, err := tree(r, newBoundary)
+	root, err := tree(r)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	h, err := topHeader(r, now, msgID, root)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 
-	w := &cappedBuffer{b: opts.Buffer[:0], limit: MaxMessageSize}
-	if cap(w.b) < sizeBound(r) {
-		w.b = slices.Grow(w.b, estimateSize(r))
-	}
-	sp := scratchPool.Get().(*[]byte)
-	scratch := appendHeader((*sp)[:0], h)
-	w.Write(scratch)
-	scratch, err = writeEntity(w, root, scratch)
-	if cap(scratch) <= maxPooledScratch {
-		*sp = scratch
-		scratchPool.Put(sp)
-	}
+	lw := &limitWriter{w: w, limit: MaxMessageSize}
+	// go-message's mail.Writer cannot nest multipart/related in
+	// multipart/alternative and marks every text part inline, so the
+	// entities are written with its general Writer.
+	mw, err := gomessage.CreateWriter(lw, h.Header)
 	if err != nil {
-		return nil, fmt.Errorf("message: compose: %w", err)
+		return lw.n, fmt.Errorf("message.compose: %w", err)
 	}
-	if w.n > MaxMessageSize {
-		return nil, &SizeError{What: "composed message", Size: w.n, Limit: MaxMessageSize}
+	if err := writeBody(mw, root); err != nil {
+		return lw.n, fmt.Errorf("message.compose: %w", err)
 	}
-	return w.b, nil
+	if lw.err != nil {
+		return lw.n, fmt.Errorf("message.compose: %w", lw.err)
+	}
+	if lw.n > MaxMessageSize {
+		return lw.n, &SizeError{What: "composed message", Size: lw.n, Limit: MaxMessageSize}
+	}
+	return lw.n, nil
 }
 
-// topHeader builds the message header in wire order: the addresses,
-// Subject, Date and the message's identity, the custom headers sorted by
-// name, then MIME-Version and the root part's Content-* fields. Addressing
-// comes first because Gmail has been reported to ignore recipients that
-// follow the MIME fields (googleworkspace/cli#569).
-func topHeader(r *Request, now time.Time, msgID string, root *part) ([]field, error) {
-	h := make([]field, 0, 10+len(r.Headers)+len(root.header))
-	h = append(h, field{"From", formatAddressList([]*mail.Address{{Name: r.FromName, Address: r.Account}})})
+// topHeader builds the message header. go-message writes the field set last
+// first, so the fields are set in the reverse of their order on the wire.
+func topHeader(r *Request, now time.Time, msgID string, root *part) (gomail.Header, error) {
+	var h gomail.Header
+	fields := root.header.Fields()
+	var content [][2]string
+	for fields.Next() {
+		content = append(content, [2]string{fields.Key(), fields.Value()})
+	}
+	for _, kv := range slices.Backward(content) {
+		h.Add(kv[0], kv[1])
+	}
+	h.Set("MIME-Version", "1.0")
+
+	names := make([]string, 0, len(r.Headers))
+	for k := range r.Headers {
+		names = append(names, k)
+	}
+	// Names differ in case only in requests that bypassed Validate; a stable
+	// sort keeps even those deterministic.
+	slices.SortStableFunc(names, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	for _, name := range slices.Backward(names) {
+		if !allowedHeader(name) {
+			return h, fmt.Errorf("message.compose: %w: custom header %s is not allowed", ErrInvalid, quote(name))
+		}
+		h.Add(name, r.Headers[name])
+	}
+	if len(r.References) > 0 {
+		h.Set("References", strings.Join(r.References, " "))
+	}
+	if r.InReplyTo != "" {
+		h.Set("In-Reply-To", r.InReplyTo)
+	}
+	h.Set("Message-Id", msgID)
+	h.SetDate(now)
+	if r.Subject != "" {
+		h.SetSubject(r.Subject)
+	}
 	for _, l := range []struct {
 		key  string
 		list []string
-	}{{"To", r.To}, {"Cc", r.Cc}, {"Bcc", r.Bcc}, {"Reply-To", r.ReplyTo}} {
+	}{{"Reply-To", r.ReplyTo}, {"Bcc", r.Bcc}, {"Cc", r.Cc}, {"To", r.To}} {
 		if len(l.list) == 0 {
 			continue
 		}
 		addrs, err := parseAddresses(l.key, l.list)
 		if err != nil {
-			return nil, err
+			return h, err
 		}
-		h = append(h, field{l.key, formatAddressList(addrs)})
+		h.Set(l.key, formatAddressList(addrs))
 	}
-	if r.Subject != "" {
-		h = append(h, field{"Subject", mime.QEncoding.Encode("utf-8", r.Subject)})
-	}
-	h = append(h, field{"Date", formatDate(now)}, field{"Message-Id", msgID})
-	if r.InReplyTo != "" {
-		h = append(h, field{"In-Reply-To", r.InReplyTo})
-	}
-	if len(r.References) > 0 {
-		h = append(h, field{"References", strings.Join(r.References, " ")})
-	}
+	h.Set("From", formatAddressList([]*mail.Address{{Name: r.FromName, Address: r.Account}}))
 
-	custom := len(h)
-	for name, v := range r.Headers {
-		h = append(h, field{name, v})
-	}
-	// Names differ in case only in requests that bypassed Validate; the
-	// tie-breakers keep even those, and which one an error names,
-	// deterministic.
-	slices.SortFunc(h[custom:], func(a, b field) int {
-		return cmp.Or(compareFold(a.name, b.name), strings.Compare(a.name, b.name), strings.Compare(a.value, b.value))
-	})
-	for i := custom; i < len(h); i++ {
-		if !allowedHeader(h[i].name) {
-			return nil, fmt.Errorf("message: compose: %w: custom header %s is not allowed", ErrInvalid, quote(h[i].name))
-		}
-		h[i].name = textproto.CanonicalMIMEHeaderKey(h[i].name)
-	}
-
-	h = append(h, field{"Mime-Version", "1.0"})
-	h = append(h, root.header...)
-	if err := checkFields(h); err != nil {
-		return nil, err
+	if err := checkFields(h.Header); err != nil {
+		return h, err
 	}
 	return h, nil
-}
-
-// dateLayout is RFC 5322's date-time, as go-message's SetDate writes it.
-const dateLayout = "Mon, 02 Jan 2006 15:04:05 -0700"
-
-// formatDate is t.Format(dateLayout), remembered for the last second and
-// location asked: a busy sender composes thousands of messages a second,
-// all with the same Date, and formatting it was 1% of a delivery.
-func formatDate(t time.Time) string {
-	sec, loc := t.Unix(), t.Location()
-	if d := lastDate.Load(); d != nil && d.sec == sec && d.loc == loc {
-		return d.s
-	}
-	s := t.Format(dateLayout)
-	lastDate.Store(&formattedDate{sec: sec, loc: loc, s: s})
-	return s
-}
-
-type formattedDate struct {
-	sec int64
-	loc *time.Location
-	s   string
-}
-
-var lastDate atomic.Pointer[formattedDate]
-
-// compareFold compares ASCII names case-insensitively.
-func compareFold(a, b string) int {
-	for i := 0; i < min(len(a), len(b)); i++ {
-		ca, cb := lowerASCII(a[i]), lowerASCII(b[i])
-		if ca != cb {
-			return cmp.Compare(ca, cb)
-		}
-	}
-	return cmp.Compare(len(a), len(b))
-}
-
-func lowerASCII(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
 }
 
 // parseAddresses parses the entries of one address header.
 func parseAddresses(key string, list []string) ([]*mail.Address, error) {
 	out := make([]*mail.Address, 0, len(list))
 	for i, s := range list {
-		a, err := parseAddress(s)
+		a, err := mail.ParseAddress(s)
 		if err != nil {
-			return nil, fmt.Errorf("message: compose: %w: %s entry %d is not an address", ErrInvalid, key, i)
+			return nil, fmt.Errorf("message.compose: %w: %s entry %d is not an address", ErrInvalid, key, i)
 		}
 		out = append(out, a)
 	}
@@ -290,17 +260,9 @@ func parseAddresses(key string, list []string) ([]*mail.Address, error) {
 // (=?utf-8?q?J=C3=B6rg\?=). Such names get B encoding here.
 func formatAddressList(list []*mail.Address) string {
 	var b strings.Builder
-	n := 0
-	for _, a := range list {
-		n += len(a.Name) + len(a.Address) + 7
-	}
-	b.Grow(n)
 	for i, a := range list {
 		if i > 0 {
 			b.WriteString(", ")
-		}
-		if writePlainAddress(&b, a) {
-			continue
 		}
 		if strings.ContainsRune(a.Name, '\\') && strings.IndexFunc(a.Name, needsEncodedWord) >= 0 {
 			b.WriteString(mime.BEncoding.Encode("utf-8", a.Name))
@@ -311,26 +273,6 @@ func formatAddressList(list []*mail.Address) string {
 		b.WriteString(a.String())
 	}
 	return b.String()
-}
-
-// writePlainAddress writes a as (*mail.Address).String would, if a is the
-// usual case: a dot-atom address, and a display name (perhaps none) of
-// printable ASCII without quote or backslash, which String quotes as it is.
-// It reports whether it wrote anything; String's building of the string
-// from pieces was a fifth of composing a message's header.
-func writePlainAddress(b *strings.Builder, a *mail.Address) bool {
-	if !isAddrSpec(a.Address) || !isPlainASCII(a.Name) || strings.ContainsAny(a.Name, `"\`) {
-		return false
-	}
-	if a.Name != "" {
-		b.WriteByte('"')
-		b.WriteString(a.Name)
-		b.WriteString(`" `)
-	}
-	b.WriteByte('<')
-	b.WriteString(a.Address)
-	b.WriteByte('>')
-	return true
 }
 
 // needsEncodedWord reports a rune that net/mail will not put in a quoted
@@ -349,17 +291,21 @@ func needsEncodedWord(r rune) bool {
 // folding space, changing the value, or corrupting it outright inside a
 // token such as a media type. Validate's limits keep every request well
 // inside both.
-func checkFields(h []field) error {
-	for _, f := range h {
-		k, v := f.name, f.value
+func checkFields(h gomessage.Header) error {
+	fields := h.Fields()
+	for fields.Next() {
+		k, v := fields.Key(), fields.Value()
 		if !isFieldName(k) || indexControl(v) >= 0 {
-			return fmt.Errorf("message: compose: %w: header %s has an invalid name or a control character in its value", ErrInvalid, quote(k))
+			return fmt.Errorf("message.compose: %w: header %s has an invalid name or a control character in its value", ErrInvalid, quote(k))
+		}
+		if len(k) > MaxHeaderNameLen { // go-message v0.18.2 panics folding a name of 74 or more
+			return fmt.Errorf("message.compose: %w: header name %s is over %d characters", ErrInvalid, quote(k), MaxHeaderNameLen)
 		}
 		if len(v) > maxFieldLen {
-			return fmt.Errorf("message: compose: %w: header %s is %d bytes; the limit is %d", ErrInvalid, quote(k), len(v), maxFieldLen)
+			return fmt.Errorf("message.compose: %w: header %s is %d bytes; the limit is %d", ErrInvalid, quote(k), len(v), maxFieldLen)
 		}
 		if len(k)+len(": ")+longestWord(v) > maxLineLen {
-			return fmt.Errorf("message: compose: %w: header %s has a word too long to fit on a line", ErrInvalid, quote(k))
+			return fmt.Errorf("message.compose: %w: header %s has a word too long to fit on a line", ErrInvalid, quote(k))
 		}
 	}
 	return nil
@@ -391,7 +337,7 @@ func longestWord(v string) int {
 }
 
 // tree lays out the MIME structure of a composed request.
-func tree(r *Request, newBoundary func() string) (*part, error) {
+func tree(r *Request) (*part, error) {
 	var body *part
 	var html *part
 	if r.HTML != "" {
@@ -411,54 +357,51 @@ func tree(r *Request, newBoundary func() string) (*part, error) {
 	}
 	if len(inline) > 0 {
 		if html == nil {
-			return nil, fmt.Errorf("message: compose: %w: inline attachments need an html body", ErrInvalid)
+			return nil, fmt.Errorf("message.compose: %w: inline attachments need an html body", ErrInvalid)
 		}
-		html = container("multipart/related", newBoundary(), append([]*part{html}, inline...))
+		html = container("multipart/related", map[string]string{"type": "text/html"}, append([]*part{html}, inline...))
 	}
 	switch {
 	case r.Text != "" && html != nil:
-		body = container("multipart/alternative", newBoundary(), []*part{textPart("text/plain", r.Text), html})
+		body = container("multipart/alternative", nil, []*part{textPart("text/plain", r.Text), html})
 	case html != nil:
 		body = html
 	default:
 		body = textPart("text/plain", r.Text)
 	}
 	if len(attached) > 0 {
-		body = container("multipart/mixed", newBoundary(), append([]*part{body}, attached...))
+		body = container("multipart/mixed", nil, append([]*part{body}, attached...))
 	}
 	return body, nil
 }
 
-// textPart is a UTF-8 quoted-printable leaf. The Content-Type value is
-// spelled out: it is what mime.FormatMediaType makes of it
-// (TestContentTypeSpelling), without building a parameter map per message.
+// textPart is a UTF-8 quoted-printable leaf. Its fields, like those of every
+// part, are set in the reverse of their order on the wire, so that
+// Content-Type comes first.
 func textPart(mediaType, text string) *part {
-	return &part{text: text, header: []field{
-		{"Content-Type", mediaType + "; charset=utf-8"},
-		{"Content-Transfer-Encoding", "quoted-printable"},
-	}}
+	p := &part{text: text}
+	p.header.Add("Content-Transfer-Encoding", "quoted-printable")
+	p.header.SetContentType(mediaType, map[string]string{"charset": "utf-8"})
+	return p
 }
 
-// container is a multipart entity with boundary b; multipart/related gets
-// its type parameter. The boundary starts with "=", so it is quoted, as
-// mime.FormatMediaType would.
-func container(mediaType, b string, children []*part) *part {
-	v := mediaType + `; boundary="` + b + `"`
-	if mediaType == "multipart/related" {
-		v += `; type="text/html"`
+// container is a multipart entity with a fresh boundary.
+func container(mediaType string, params map[string]string, children []*part) *part {
+	if params == nil {
+		params = make(map[string]string, 1)
 	}
-	return &part{children: children, boundary: b, header: []field{{"Content-Type", v}}}
+	params["boundary"] = boundary()
+	p := &part{children: children}
+	p.header.SetContentType(mediaType, params)
+	return p
 }
 
 // boundary returns a random multipart boundary that starts with "=_". That
 // pair cannot occur in quoted-printable or base64 output, so no body can
-// contain a boundary line, whatever it holds, and the boundary need not be
-// unguessable: it comes from math/rand/v2, not crypto/rand, whose read was
-// a tenth of composing a message.
+// contain a boundary line, whatever it holds.
 func boundary() string {
 	var b [16]byte
-	binary.LittleEndian.PutUint64(b[:8], mrand.Uint64())
-	binary.LittleEndian.PutUint64(b[8:], mrand.Uint64())
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return "=_" + hex.EncodeToString(b[:])
 }
 
@@ -467,115 +410,76 @@ func boundary() string {
 func attachmentPart(i int, a Attachment) (*part, error) {
 	mt, params, err := mime.ParseMediaType(a.ContentType)
 	if err != nil {
-		return nil, fmt.Errorf("message: compose: %w: attachments[%d].content_type: %v", ErrInvalid, i, err)
+		return nil, fmt.Errorf("message.compose: %w: attachments[%d].content_type: %v", ErrInvalid, i, err)
 	}
 	if !strings.Contains(mt, "/") || strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/") {
-		return nil, fmt.Errorf("message: compose: %w: attachments[%d].content_type %s cannot be an attachment", ErrInvalid, i, quote(mt))
+		return nil, fmt.Errorf("message.compose: %w: attachments[%d].content_type %s cannot be an attachment", ErrInvalid, i, quote(mt))
 	}
 	p := &part{data: a.Data}
-	p.header = append(p.header, field{"Content-Type", formatWithParams(mt, params)})
+	p.header.Add("Content-Transfer-Encoding", "base64")
 	disposition := "attachment"
 	if a.ContentID != "" {
-		if !isIDText(a.ContentID) {
-			return nil, fmt.Errorf("message: compose: %w: attachments[%d].content_id is not a valid content ID", ErrInvalid, i)
-		}
-		p.header = append(p.header, field{"Content-Id", "<" + a.ContentID + ">"})
 		disposition = "inline"
 	}
-	p.header = append(p.header,
-		field{"Content-Disposition", formatWithParams(disposition, map[string]string{"filename": a.Filename})},
-		field{"Content-Transfer-Encoding", "base64"})
+	// go-message encodes non-ASCII parameter values, the file name among
+	// them, as RFC 2047 encoded-words.
+	p.header.SetContentDisposition(disposition, map[string]string{"filename": a.Filename})
+	if a.ContentID != "" {
+		if !isIDText(a.ContentID) {
+			return nil, fmt.Errorf("message.compose: %w: attachments[%d].content_id is not a valid content ID", ErrInvalid, i)
+		}
+		p.header.Add("Content-Id", "<"+a.ContentID+">")
+	}
+	p.header.SetContentType(mt, params)
 	if err := checkFields(p.header); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// formatWithParams formats a media type or disposition with parameters as
-// go-message does: non-ASCII values, the file name among them, become RFC
-// 2047 encoded-words, which mail readers decode in parameters too.
-func formatWithParams(v string, params map[string]string) string {
-	enc := make(map[string]string, len(params))
-	for k, pv := range params {
-		enc[k] = mime.QEncoding.Encode("utf-8", pv)
+// writeBody writes the body of entity p into w, which already has p's
+// header, and closes w.
+func writeBody(w *gomessage.Writer, p *part) error {
+	for _, c := range p.children {
+		cw, err := w.CreatePart(c.header)
+		if err != nil {
+			return err
+		}
+		if err := writeBody(cw, c); err != nil {
+			return err
+		}
 	}
-	return mime.FormatMediaType(v, enc)
-}
-
-// scratchPool holds the body encoders' buffers between messages: growing a
-// fresh one for every message was a third of composing's cost.
-var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
-
-// maxPooledScratch keeps a buffer grown by one large text out of the pool.
-const maxPooledScratch = 4 * encodeChunk
-
-// writeEntity writes the body of entity p into w, which already has p's
-// header: the parts of a container between its boundaries, or a leaf's
-// text quoted-printable or data base64. scratch is the encoders' buffer,
-// handed back for reuse. The layout of boundaries is mime/multipart's, as
-// go-message writes it (TestComposeMatchesGoMessage).
-func writeEntity(w io.Writer, p *part, scratch []byte) ([]byte, error) {
 	if len(p.children) == 0 {
-		if p.data != nil {
-			return writeBase64Lines(w, p.data, scratch)
-		}
-		if cw, ok := w.(*cappedBuffer); ok && len(p.text) <= encodeChunk {
-			cw.appendQP(p.text)
-			return scratch, nil
-		}
-		return writeQP(w, p.text, scratch)
-	}
-	for i, c := range p.children {
-		scratch = scratch[:0]
-		if i > 0 {
-			scratch = append(scratch, '\r', '\n')
-		}
-		scratch = append(scratch, "--"...)
-		scratch = append(scratch, p.boundary...)
-		scratch = append(scratch, '\r', '\n')
-		scratch = appendHeader(scratch, c.header)
-		if _, err := w.Write(scratch); err != nil {
-			return scratch, err
-		}
 		var err error
-		if scratch, err = writeEntity(w, c, scratch); err != nil {
-			return scratch, err
+		if p.data != nil {
+			_, err = w.Write(p.data)
+		} else {
+			_, err = w.Write([]byte(p.text))
+		}
+		if err != nil {
+			return err
 		}
 	}
-	scratch = append(scratch[:0], "\r\n--"...)
-	scratch = append(scratch, p.boundary...)
-	scratch = append(scratch, "--\r\n"...)
-	_, err := w.Write(scratch)
-	return scratch, err
+	return w.Close()
 }
 
-// cappedBuffer keeps at most limit bytes but counts everything written, so
-// that an oversized message costs no more memory than the limit and its error
-// can still state the real size.
-type cappedBuffer struct {
-	b     []byte
+// limitWriter passes at most limit bytes on to w but counts everything
+// written, so that an oversized message costs no more than the limit and its
+// error can still state the real size. It reports success to go-message
+// throughout and keeps w's first error for the end.
+type limitWriter struct {
+	w     io.Writer
 	n     int64
 	limit int64
+	err   error
 }
 
-func (w *cappedBuffer) Write(p []byte) (int, error) {
-	w.n += int64(len(p))
-	if w.n <= w.limit {
-		w.b = append(w.b, p...)
+func (lw *limitWriter) Write(p []byte) (int, error) {
+	if lw.err == nil && lw.n+int64(len(p)) <= lw.limit {
+		_, lw.err = lw.w.Write(p)
 	}
+	lw.n += int64(len(p))
 	return len(p), nil
-}
-
-// appendQP encodes a text of at most encodeChunk bytes straight into the
-// message, rather than into the scratch buffer and then the message: one
-// copy of every body fewer.
-func (w *cappedBuffer) appendQP(s string) {
-	before := len(w.b)
-	w.b = appendQP(w.b, s)
-	w.n += int64(len(w.b) - before)
-	if w.n > w.limit {
-		w.b = w.b[:before]
-	}
 }
 
 // estimateSize predicts the composed size closely enough that the buffer
@@ -595,20 +499,6 @@ func estimateSize(r *Request) int {
 	for _, a := range r.Attachments {
 		b64 := (len(a.Data) + 2) / 3 * 4
 		n += 384 + 3*len(a.Filename) + len(a.ContentType) + len(a.ContentID) + b64 + b64/76*2
-	}
-	return min(n, MaxMessageSize)
-}
-
-// sizeBound is like estimateSize, but never below it and without reading
-// the text: it lets a caller's ample buffer be used without the scan.
-func sizeBound(r *Request) int {
-	n := estimateSize(&Request{Subject: r.Subject, FromName: r.FromName, Account: r.Account, InReplyTo: r.InReplyTo,
-		To: r.To, Cc: r.Cc, Bcc: r.Bcc, ReplyTo: r.ReplyTo, References: r.References, Headers: r.Headers, Attachments: r.Attachments})
-	for _, s := range []string{r.Text, r.HTML} {
-		if s != "" {
-			// Every byte escaped, and a soft line break per 25 of them.
-			n += 200 + 3*len(s) + 3*len(s)/73*3
-		}
 	}
 	return min(n, MaxMessageSize)
 }

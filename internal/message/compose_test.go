@@ -3,14 +3,13 @@ package message
 import (
 	"bytes"
 	"errors"
+	"io"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	gomessage "github.com/emersion/go-message"
 )
 
 var testNow = time.Date(2026, 3, 14, 15, 9, 26, 0, time.FixedZone("", 2*3600))
@@ -396,6 +395,37 @@ func TestComposeTooLarge(t *testing.T) {
 	}
 }
 
+// TestComposeTo: streaming writes what Compose returns, a raw request as it
+// came, and a writer's failure comes back as the error.
+func TestComposeTo(t *testing.T) {
+	t.Parallel()
+	raw := &Request{Account: "alice@example.com", Raw: []byte("From: alice@example.com\r\nTo: b@example.org\r\n\r\nhi")}
+	for name, r := range map[string]*Request{"composed": benchRequest(), "raw": raw} {
+		want, err := Compose(r, ComposeOptions{Now: testNow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		n, err := ComposeTo(&b, r, ComposeOptions{Now: testNow})
+		// The boundaries are random; the rest is the same.
+		boundaries := regexp.MustCompile(`=_[0-9a-f]{32}`)
+		if err != nil || n != int64(b.Len()) || !bytes.Equal(boundaries.ReplaceAll(b.Bytes(), nil), boundaries.ReplaceAll(want, nil)) {
+			t.Errorf("%s: ComposeTo = %d, %v, wrote %d bytes that differ from Compose's %d", name, n, err, b.Len(), len(want))
+		}
+	}
+	failing := errors.New("upload closed")
+	if _, err := ComposeTo(errWriter{failing}, benchRequest(), ComposeOptions{Now: testNow}); !errors.Is(err, failing) {
+		t.Errorf("ComposeTo(failing writer) = %v, want %v", err, failing)
+	}
+	if _, err := ComposeTo(io.Discard, validRequest(), ComposeOptions{MessageIDKey: "tab\there"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("ComposeTo(bad key) = %v, want ErrInvalid", err)
+	}
+}
+
+type errWriter struct{ err error }
+
+func (w errWriter) Write([]byte) (int, error) { return 0, w.err }
+
 func TestEstimateSize(t *testing.T) {
 	t.Parallel()
 	// The estimate sizes the buffer; it must cover the output so that
@@ -541,79 +571,24 @@ func TestComposeBoundsHeaderWork(t *testing.T) {
 	}
 }
 
-// TestComposeIntoBuffer: a caller's buffer with room is used as it is; one
-// without room is left alone.
-func TestComposeIntoBuffer(t *testing.T) {
-	t.Parallel()
-	r := benchRequest()
-	plain, err := Compose(r, ComposeOptions{Now: testNow})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		name  string
-		buf   []byte
-		share bool
-	}{
-		{"ample", make([]byte, 10, 256<<10), true},
-		{"too small", make([]byte, 10, 1024), false},
-		{"nil", nil, false},
-	} {
-		out, err := Compose(r, ComposeOptions{Now: testNow, Buffer: c.buf})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(out) != len(plain) {
-			t.Errorf("%s: composed %d bytes into the buffer, %d without", c.name, len(out), len(plain))
-		}
-		parseMessage(t, out)
-		shared := cap(c.buf) > 0 && &out[0] == &c.buf[:1][0]
-		if shared != c.share {
-			t.Errorf("%s: result shares the buffer = %v, want %v", c.name, shared, c.share)
-		}
-	}
-}
-
 // TestComposeChecksMessageIDKey: a Message-ID key given apart from the
-// request is held to idempotency_key's rules, validated request or not.
+// request is held to idempotency_key's rules, and the Message-ID derives
+// from it.
 func TestComposeChecksMessageIDKey(t *testing.T) {
 	t.Parallel()
-	for _, validated := range []bool{false, true} {
-		for key, ok := range map[string]bool{"order-42": true, strings.Repeat("k", MaxIdempotencyKeyLen+1): false, "tab\there": false} {
-			_, err := Compose(benchRequest(), ComposeOptions{Now: testNow, MessageIDKey: key, Validated: validated})
-			if ok != (err == nil) {
-				t.Errorf("validated %v, key %.20q: Compose error = %v", validated, key, err)
+	for key, ok := range map[string]bool{"order-42": true, strings.Repeat("k", MaxIdempotencyKeyLen+1): false, "tab\there": false} {
+		out, err := Compose(benchRequest(), ComposeOptions{Now: testNow, MessageIDKey: key})
+		if ok != (err == nil) {
+			t.Errorf("key %.20q: Compose error = %v", key, err)
+		}
+		if !ok {
+			if !reflect.DeepEqual(problemFields(t, err), []string{"idempotency_key"}) {
+				t.Errorf("key %.20q: problems name %q", key, problemFields(t, err))
 			}
-			if !ok && !reflect.DeepEqual(problemFields(t, err), []string{"idempotency_key"}) {
-				t.Errorf("validated %v, key %.20q: problems name %q", validated, key, problemFields(t, err))
-			}
+			continue
 		}
-	}
-}
-
-// TestContentTypeSpelling: the Content-Type values textPart and container
-// spell out are what go-message's SetContentType formats from the media
-// type and parameters.
-func TestContentTypeSpelling(t *testing.T) {
-	t.Parallel()
-	want := func(mt string, params map[string]string) string {
-		var h gomessage.Header
-		h.SetContentType(mt, params)
-		return h.Get("Content-Type")
-	}
-	for _, mt := range []string{"text/plain", "text/html"} {
-		if got, w := textPart(mt, "x").header[0], want(mt, map[string]string{"charset": "utf-8"}); got != (field{"Content-Type", w}) {
-			t.Errorf("textPart(%s): %q, want Content-Type %q", mt, got, w)
-		}
-	}
-	for _, mt := range []string{"multipart/alternative", "multipart/mixed", "multipart/related"} {
-		p := container(mt, boundary(), nil)
-		params := map[string]string{"boundary": p.boundary}
-		if mt == "multipart/related" {
-			params["type"] = "text/html"
-		}
-		if got, w := p.header[0], want(mt, params); got != (field{"Content-Type", w}) {
-			t.Errorf("container(%s): %q, want Content-Type %q", mt, got, w)
+		if got, want := parseMessage(t, out).header.Get("Message-Id"), MessageID(key, "example.com"); got != want {
+			t.Errorf("key %q: Message-Id = %q, want %q", key, got, want)
 		}
 	}
 }
@@ -632,25 +607,6 @@ func TestComposeSubjectEdgeBlanks(t *testing.T) {
 		}
 		if got := parseMessage(t, out).text(t, "Subject"); got != want {
 			t.Errorf("subject %q reads as %q, want %q", subject, got, want)
-		}
-	}
-}
-
-// TestFormatDate: the remembered Date is the one Format gives, across
-// seconds, locations and a location's offset changing.
-func TestFormatDate(t *testing.T) {
-	t.Parallel()
-	locs := []*time.Location{time.UTC, time.FixedZone("", 5*3600+1800)}
-	if ny, err := time.LoadLocation("America/New_York"); err == nil {
-		locs = append(locs, ny)
-	}
-	base := time.Date(2026, 3, 8, 6, 59, 58, 0, time.UTC) // 01:59:58 in New York, just before DST
-	for i := range 6 {
-		for _, loc := range locs {
-			tm := base.Add(time.Duration(i) * 700 * time.Millisecond).In(loc)
-			if got, want := formatDate(tm), tm.Format(dateLayout); got != want {
-				t.Errorf("formatDate(%v) = %q, want %q", tm, got, want)
-			}
 		}
 	}
 }

@@ -3,12 +3,11 @@ package message
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
-
-	"github.com/gmailrelay/gmailrelay/internal/jsonscan"
+	"strings"
 )
 
 // Decode reads a send request from Pub/Sub message data and validates it.
@@ -29,7 +28,7 @@ func Decode(data []byte) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.validate(true); err != nil {
+	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -39,26 +38,30 @@ func Decode(data []byte) (*Request, error) {
 // be trusted, so no later problem is worth reporting.
 var errMalformed = errors.New("malformed JSON")
 
-// strictBase64 is built once: Strict returns a new Encoding on every call.
+// strictBase64 is the request's base64: standard alphabet, padding, and no
+// bits set past the data.
 var strictBase64 = base64.StdEncoding.Strict()
 
-// jsonReader walks the request token by token. It does so, rather than
+// jsonReader walks the request with json.Decoder's Token, rather than
 // unmarshal into a struct, to match field names exactly, to see nulls and
 // duplicate keys, and to name the path of every problem.
 type jsonReader struct {
-	dec jsonscan.Scanner
-	p   problems
+	data []byte
+	dec  *json.Decoder
+	p    problems
 }
 
 func decodeJSON(data []byte) (*Request, error) {
-	d := &jsonReader{dec: jsonscan.New(data)}
-	defer d.dec.Release()
+	d := &jsonReader{data: data, dec: json.NewDecoder(bytes.NewReader(data))}
+	// A number too large for a float64 is still a number of the wrong
+	// type, not malformed JSON.
+	d.dec.UseNumber()
 	r := new(Request)
 	if err := d.request(r); err != nil {
 		if errors.Is(err, errMalformed) {
 			return nil, d.p.err()
 		}
-		return nil, fmt.Errorf("message: decode: %w", err)
+		return nil, fmt.Errorf("message.decodeJSON: %w", err)
 	}
 	if err := d.p.err(); err != nil {
 		return nil, err
@@ -67,7 +70,7 @@ func decodeJSON(data []byte) (*Request, error) {
 }
 
 func (d *jsonReader) request(r *Request) error {
-	k, err := d.dec.Next()
+	t, err := d.dec.Token()
 	if errors.Is(err, io.EOF) {
 		d.p.add("", "the send request is empty; expected a JSON object")
 		return errMalformed
@@ -75,14 +78,14 @@ func (d *jsonReader) request(r *Request) error {
 	if err != nil {
 		return d.syntax(err)
 	}
-	if k != jsonscan.BeginObject {
-		d.p.add("", "the send request must be a JSON object, not %s", kindOf(k))
+	if t != json.Delim('{') {
+		d.p.add("", "the send request must be a JSON object, not %s", kindOf(t))
 		return errMalformed
 	}
-	if err := d.members(path{}, r.field); err != nil {
+	if err := d.members("", r.field); err != nil {
 		return err
 	}
-	if _, err := d.dec.Next(); !errors.Is(err, io.EOF) {
+	if _, err := d.dec.Token(); !errors.Is(err, io.EOF) {
 		d.p.add("", "unexpected data after the JSON object at byte %d", d.dec.InputOffset())
 		return errMalformed
 	}
@@ -92,31 +95,30 @@ func (d *jsonReader) request(r *Request) error {
 // field decodes the value of one top-level member.
 func (r *Request) field(d *jsonReader, key string) error {
 	var err error
-	p := path{base: key}
 	switch key {
 	case "account":
-		r.Account, err = d.str(p)
+		r.Account, err = d.str(key)
 	case "from_name":
-		r.FromName, err = d.str(p)
+		r.FromName, err = d.str(key)
 	case "to":
-		r.To, err = d.strs(p)
+		r.To, err = d.strs(key)
 	case "cc":
-		r.Cc, err = d.strs(p)
+		r.Cc, err = d.strs(key)
 	case "bcc":
-		r.Bcc, err = d.strs(p)
+		r.Bcc, err = d.strs(key)
 	case "reply_to":
-		r.ReplyTo, err = d.strs(p)
+		r.ReplyTo, err = d.strs(key)
 	case "subject":
-		r.Subject, err = d.str(p)
+		r.Subject, err = d.str(key)
 	case "text":
-		r.Text, err = d.str(p)
+		r.Text, err = d.str(key)
 	case "html":
-		r.HTML, err = d.str(p)
+		r.HTML, err = d.str(key)
 	case "attachments":
-		err = d.array(p, func(p path) error {
+		err = d.array(key, func(path string) error {
 			var a Attachment
-			ok, err := d.object(p, func(d *jsonReader, key string) error {
-				return a.field(d, p, key)
+			ok, err := d.object(path, func(d *jsonReader, key string) error {
+				return a.field(d, path, key)
 			})
 			if ok {
 				r.Attachments = append(r.Attachments, a)
@@ -124,8 +126,8 @@ func (r *Request) field(d *jsonReader, key string) error {
 			return err
 		})
 	case "headers":
-		_, err = d.object(p, func(d *jsonReader, name string) error {
-			v, err := d.str(p.member(name))
+		_, err = d.object(key, func(d *jsonReader, name string) error {
+			v, err := d.str(join(key, name))
 			if r.Headers == nil {
 				r.Headers = make(map[string]string)
 			}
@@ -133,25 +135,25 @@ func (r *Request) field(d *jsonReader, key string) error {
 			return err
 		})
 	case "in_reply_to":
-		r.InReplyTo, err = d.str(p)
+		r.InReplyTo, err = d.str(key)
 	case "references":
-		r.References, err = d.strs(p)
+		r.References, err = d.strs(key)
 	case "thread_id":
-		r.ThreadID, err = d.str(p)
+		r.ThreadID, err = d.str(key)
 	case "raw":
-		r.Raw, err = d.base64(p)
+		r.Raw, err = d.base64(key)
 	case "idempotency_key":
-		r.IdempotencyKey, err = d.str(p)
+		r.IdempotencyKey, err = d.str(key)
 	default:
-		err = d.unknown(p)
+		err = d.unknown(key)
 	}
 	return err
 }
 
-// field decodes one member of the attachment at p.
-func (a *Attachment) field(d *jsonReader, p path, key string) error {
+// field decodes one member of the attachment at path.
+func (a *Attachment) field(d *jsonReader, path, key string) error {
 	var err error
-	f := p.member(key)
+	f := join(path, key)
 	switch key {
 	case "filename":
 		a.Filename, err = d.str(f)
@@ -167,112 +169,36 @@ func (a *Attachment) field(d *jsonReader, p path, key string) error {
 	return err
 }
 
-// path names a value of the request in problems, such as "to[3]",
-// "attachments[0].data" or `headers["X-Id"]`. It is kept in parts and
-// spelled out only when a problem is reported, which almost no value has.
-type path struct {
-	kind  pathKind
-	base  string // a member of the request; "" for the request itself
-	index int    // the element of base, for pathElem and pathElemKey
-	key   string // the member of that element, or of headers
-}
-
-type pathKind uint8
-
-const (
-	pathField   pathKind = iota // base
-	pathElem                    // base[index]
-	pathElemKey                 // base[index].key
-	pathHeader                  // base["key"], for headers
-	pathText                    // base, spelled out already
-)
-
-func (p path) String() string {
-	switch p.kind {
-	case pathElem:
-		return p.base + "[" + strconv.Itoa(p.index) + "]"
-	case pathElemKey:
-		return p.base + "[" + strconv.Itoa(p.index) + "]." + p.key
-	case pathHeader:
-		return fmt.Sprintf("%s[%q]", p.base, p.key)
+// join names member key of the object at path: "subject",
+// "attachments[0].data" or `headers["X-Id"]`.
+func join(path, key string) string {
+	switch path {
+	case "":
+		return key
+	case "headers":
+		return fmt.Sprintf("headers[%q]", key)
 	}
-	return p.base
-}
-
-// elem is the path of element i of the array at p.
-func (p path) elem(i int) path {
-	if p.kind != pathField {
-		return path{kind: pathText, base: fmt.Sprintf("%s[%d]", p, i)}
-	}
-	return path{kind: pathElem, base: p.base, index: i}
-}
-
-// member is the path of the member key of the object at p.
-func (p path) member(key string) path {
-	switch {
-	case p.kind == pathField && p.base == "":
-		return path{base: key}
-	case p.kind == pathField && p.base == "headers":
-		return path{kind: pathHeader, base: p.base, key: key}
-	case p.kind == pathElem:
-		return path{kind: pathElemKey, base: p.base, index: p.index, key: key}
-	}
-	return path{kind: pathText, base: p.String() + "." + key}
-}
-
-// keySet remembers the keys of one object, to catch duplicates. Objects in a
-// request have a handful of keys, which a linear search finds faster than a
-// map, and without allocating; a hostile object with thousands gets a map.
-type keySet struct {
-	small [32]string
-	n     int
-	big   map[string]struct{}
-}
-
-// add adds key, reporting false if it was there already.
-func (s *keySet) add(key string) bool {
-	if s.big != nil {
-		if _, ok := s.big[key]; ok {
-			return false
-		}
-		s.big[key] = struct{}{}
-		return true
-	}
-	for _, k := range s.small[:s.n] {
-		if k == key {
-			return false
-		}
-	}
-	if s.n < len(s.small) {
-		s.small[s.n] = key
-		s.n++
-		return true
-	}
-	s.big = make(map[string]struct{}, 2*len(s.small))
-	for _, k := range s.small {
-		s.big[k] = struct{}{}
-	}
-	s.big[key] = struct{}{}
-	return true
+	return path + "." + key
 }
 
 // members reads the members of an object whose "{" has been read, through
 // its "}". Each value is handed to fn, except those of repeated keys.
-func (d *jsonReader) members(p path, fn func(d *jsonReader, key string) error) error {
-	var seen keySet
+func (d *jsonReader) members(path string, fn func(d *jsonReader, key string) error) error {
+	seen := make(map[string]bool)
 	for d.dec.More() {
-		if _, err := d.token(); err != nil {
+		t, err := d.token()
+		if err != nil {
 			return err
 		}
-		// The scanner returns only a string in key position.
-		key := fieldName(d.dec.Value())
-		if !seen.add(key) {
-			d.p.add(p.member(key).String(), "appears more than once")
+		key, _ := t.(string) // Token returns only strings in key position
+		if seen[key] {
+			d.p.add(join(path, key), "appears more than once")
 			if err := d.skipValue(); err != nil {
 				return err
 			}
 			continue
 		}
+		seen[key] = true
 		if err := fn(d, key); err != nil {
 			return err
 		}
@@ -281,79 +207,31 @@ func (d *jsonReader) members(p path, fn func(d *jsonReader, key string) error) e
 	return err
 }
 
-// fieldName returns key as a string, without allocating for the names of
-// the schema, which are most keys of most requests.
-func fieldName(key []byte) string {
-	switch string(key) {
-	case "account":
-		return "account"
-	case "from_name":
-		return "from_name"
-	case "to":
-		return "to"
-	case "cc":
-		return "cc"
-	case "bcc":
-		return "bcc"
-	case "reply_to":
-		return "reply_to"
-	case "subject":
-		return "subject"
-	case "text":
-		return "text"
-	case "html":
-		return "html"
-	case "attachments":
-		return "attachments"
-	case "headers":
-		return "headers"
-	case "in_reply_to":
-		return "in_reply_to"
-	case "references":
-		return "references"
-	case "thread_id":
-		return "thread_id"
-	case "raw":
-		return "raw"
-	case "idempotency_key":
-		return "idempotency_key"
-	case "filename":
-		return "filename"
-	case "content_type":
-		return "content_type"
-	case "data":
-		return "data"
-	case "content_id":
-		return "content_id"
-	}
-	return string(key)
-}
-
 // object reads an object value, reporting whether it was one.
-func (d *jsonReader) object(p path, fn func(d *jsonReader, key string) error) (bool, error) {
-	k, err := d.token()
+func (d *jsonReader) object(path string, fn func(d *jsonReader, key string) error) (bool, error) {
+	t, err := d.token()
 	if err != nil {
 		return false, err
 	}
-	if k != jsonscan.BeginObject {
-		d.p.add(p.String(), "must be an object, not %s", kindOf(k))
-		return false, d.skip(k)
+	if t != json.Delim('{') {
+		d.p.add(path, "must be an object, not %s", kindOf(t))
+		return false, d.skip(t)
 	}
-	return true, d.members(p, fn)
+	return true, d.members(path, fn)
 }
 
 // array reads an array value, calling elem with the path of each element.
-func (d *jsonReader) array(p path, elem func(p path) error) error {
-	k, err := d.token()
+func (d *jsonReader) array(path string, elem func(path string) error) error {
+	t, err := d.token()
 	if err != nil {
 		return err
 	}
-	if k != jsonscan.BeginArray {
-		d.p.add(p.String(), "must be an array, not %s", kindOf(k))
-		return d.skip(k)
+	if t != json.Delim('[') {
+		d.p.add(path, "must be an array, not %s", kindOf(t))
+		return d.skip(t)
 	}
 	for i := 0; d.dec.More(); i++ {
-		if err := elem(p.elem(i)); err != nil {
+		if err := elem(fmt.Sprintf("%s[%d]", path, i)); err != nil {
 			return err
 		}
 	}
@@ -361,21 +239,21 @@ func (d *jsonReader) array(p path, elem func(p path) error) error {
 	return err
 }
 
-func (d *jsonReader) str(p path) (string, error) {
-	k, err := d.token()
+func (d *jsonReader) str(path string) (string, error) {
+	t, err := d.token()
 	if err != nil {
 		return "", err
 	}
-	if k == jsonscan.String {
-		return string(d.dec.Value()), nil
+	if s, ok := t.(string); ok {
+		return s, nil
 	}
-	d.p.add(p.String(), "must be a string, not %s", kindOf(k))
-	return "", d.skip(k)
+	d.p.add(path, "must be a string, not %s", kindOf(t))
+	return "", d.skip(t)
 }
 
-func (d *jsonReader) strs(p path) ([]string, error) {
+func (d *jsonReader) strs(path string) ([]string, error) {
 	var out []string
-	err := d.array(p, func(p path) error {
+	err := d.array(path, func(p string) error {
 		s, err := d.str(p)
 		out = append(out, s)
 		return err
@@ -383,71 +261,85 @@ func (d *jsonReader) strs(p path) ([]string, error) {
 	return out, err
 }
 
-func (d *jsonReader) base64(p path) ([]byte, error) {
-	k, err := d.token()
+func (d *jsonReader) base64(path string) ([]byte, error) {
+	t, err := d.token()
 	if err != nil {
 		return nil, err
 	}
-	if k != jsonscan.String {
-		d.p.add(p.String(), "must be a base64 string, not %s", kindOf(k))
-		return nil, d.skip(k)
+	s, ok := t.(string)
+	if !ok {
+		d.p.add(path, "must be a base64 string, not %s", kindOf(t))
+		return nil, d.skip(t)
 	}
-	s := d.dec.Value()
 	// The standard decoder skips CR and LF; the schema cannot, so neither
 	// does Decode.
-	if i := bytes.IndexAny(s, "\r\n"); i >= 0 {
-		d.p.add(p.String(), "must be standard base64 without line breaks; found one at offset %d", i)
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		d.p.add(path, "must be standard base64 without line breaks; found one at offset %d", i)
 		return nil, nil
 	}
-	b := make([]byte, strictBase64.DecodedLen(len(s)))
-	n, err := strictBase64.Decode(b, s)
+	b, err := strictBase64.DecodeString(s)
 	if err != nil {
 		var corrupt base64.CorruptInputError
 		if errors.As(err, &corrupt) {
-			d.p.add(p.String(), "is not standard base64 with padding (RFC 4648 §4): bad input at offset %d", int64(corrupt))
+			d.p.add(path, "is not standard base64 with padding (RFC 4648 §4): bad input at offset %d", int64(corrupt))
 		} else {
-			d.p.add(p.String(), "is not standard base64 with padding (RFC 4648 §4)")
+			d.p.add(path, "is not standard base64 with padding (RFC 4648 §4)")
 		}
 		return nil, nil
 	}
-	return b[:n], nil
+	return b, nil
 }
 
-func (d *jsonReader) unknown(p path) error {
-	d.p.add(p.String(), "unknown field")
+func (d *jsonReader) unknown(path string) error {
+	d.p.add(path, "unknown field")
 	return d.skipValue()
 }
 
+// skipValue consumes the next value whole. Decode, unlike Token, runs
+// encoding/json's scanner over it, which bounds its nesting.
 func (d *jsonReader) skipValue() error {
-	k, err := d.token()
-	if err != nil {
-		return err
-	}
-	return d.skip(k)
-}
-
-// skip consumes the rest of a value whose first token was k.
-func (d *jsonReader) skip(k jsonscan.Kind) error {
-	if err := d.dec.SkipRest(k); err != nil {
+	var v json.RawMessage
+	if err := d.dec.Decode(&v); err != nil {
 		return d.syntax(err)
 	}
 	return nil
 }
 
-func (d *jsonReader) token() (jsonscan.Kind, error) {
-	k, err := d.dec.Next()
-	if err != nil {
-		return 0, d.syntax(err)
+// skip consumes the rest of a value whose first token was t, one member or
+// element at a time.
+func (d *jsonReader) skip(t json.Token) error {
+	delim, ok := t.(json.Delim)
+	if !ok {
+		return nil
 	}
-	return k, nil
+	for d.dec.More() {
+		if delim == '{' {
+			if _, err := d.token(); err != nil { // the key
+				return err
+			}
+		}
+		if err := d.skipValue(); err != nil {
+			return err
+		}
+	}
+	_, err := d.token() // the closing delimiter
+	return err
+}
+
+func (d *jsonReader) token() (json.Token, error) {
+	t, err := d.dec.Token()
+	if err != nil {
+		return nil, d.syntax(err)
+	}
+	return t, nil
 }
 
 // syntax records a syntax error and returns errMalformed.
 func (d *jsonReader) syntax(err error) error {
-	var se *jsonscan.SyntaxError
+	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &se):
-		d.p.add("", "malformed JSON at byte %d: %v", se.Offset, se)
+		d.p.add("", "malformed JSON at byte %d: %v", d.syntaxOffset(se), se)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		d.p.add("", "malformed JSON: the input ends inside a value")
 	default:
@@ -456,20 +348,35 @@ func (d *jsonReader) syntax(err error) error {
 	return errMalformed
 }
 
-func kindOf(k jsonscan.Kind) string {
-	switch k {
-	case jsonscan.Null:
+// syntaxOffset is the index of the byte at fault. The Offset of an error
+// json.Decoder finds inside a value counts only the bytes its scanner has
+// read, not those Token stepped over, so the input, whose first error this
+// is, is scanned again whole to place it.
+func (d *jsonReader) syntaxOffset(se *json.SyntaxError) int64 {
+	var v json.RawMessage
+	var whole *json.SyntaxError
+	if errors.As(json.Unmarshal(d.data, &v), &whole) && whole.Error() == se.Error() {
+		// The scanner's Offset counts the byte at fault.
+		return whole.Offset - 1
+	}
+	return se.Offset
+}
+
+func kindOf(t json.Token) string {
+	switch t := t.(type) {
+	case nil:
 		return "null"
-	case jsonscan.True, jsonscan.False:
+	case bool:
 		return "a boolean"
-	case jsonscan.Number:
+	case float64, json.Number:
 		return "a number"
-	case jsonscan.String:
+	case string:
 		return "a string"
-	case jsonscan.BeginObject:
-		return "an object"
-	case jsonscan.BeginArray:
+	case json.Delim:
+		if t == '{' {
+			return "an object"
+		}
 		return "an array"
 	}
-	return fmt.Sprintf("token %d", k)
+	return fmt.Sprintf("%T", t)
 }

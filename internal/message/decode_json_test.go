@@ -28,10 +28,10 @@ func TestDecodeDepth(t *testing.T) {
 	}
 }
 
-// TestDecodeMalformedJSON pins the problems for input the scanner rejects,
-// and two on which it differs from the json.Decoder it replaced: offsets
-// inside a value now point at the byte at fault, and a number too large for
-// a float64 is a number rather than malformed JSON.
+// TestDecodeMalformedJSON pins the problems for malformed input: offsets
+// point at the byte at fault, also inside a value (where json.Decoder's own
+// Offset does not), and a number too large for a float64 is a number of the
+// wrong type rather than malformed JSON.
 func TestDecodeMalformedJSON(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -90,8 +90,8 @@ func TestDecodeEscapedKeysAndValues(t *testing.T) {
 	}
 }
 
-// TestDecodeDuplicateKeysManyMembers: duplicates are caught past the point
-// where the key set turns from a list into a map.
+// TestDecodeDuplicateKeysManyMembers: duplicates are caught among many
+// members, each named once.
 func TestDecodeDuplicateKeysManyMembers(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder

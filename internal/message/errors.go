@@ -32,9 +32,11 @@ const (
 	MaxCustomHeaders = 50
 
 	// MaxHeaderNameLen and MaxHeaderValueLen bound a custom header. Together
-	// with ": " they add up to 998 octets, RFC 5322's line limit (§2.1.1), so
-	// that a value without spaces still fits on one line and is never split.
-	MaxHeaderNameLen  = 96
+	// with ": " they stay within 998 octets, RFC 5322's line limit (§2.1.1),
+	// so that a value without spaces still fits on one line and is never
+	// split. The name's cap is also below the 74 characters at which
+	// go-message v0.18.2 panics folding a header.
+	MaxHeaderNameLen  = 64
 	MaxHeaderValueLen = 900
 
 	// MaxSubjectLen leaves room for "Subject: " within RFC 5322's 998-octet
@@ -148,11 +150,6 @@ type problems struct {
 
 func (p *problems) add(field, format string, args ...any) {
 	p.list = append(p.list, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
-}
-
-// addText adds a problem whose message is already written.
-func (p *problems) addText(field, msg string) {
-	p.list = append(p.list, Problem{Field: field, Message: msg})
 }
 
 func (p *problems) err() error {

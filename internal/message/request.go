@@ -5,7 +5,6 @@ import (
 	"mime"
 	"net/mail"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -66,7 +65,7 @@ func (r *Request) Recipients() []string {
 	out := make([]string, 0, len(r.To)+len(r.Cc)+len(r.Bcc))
 	for _, list := range [][]string{r.To, r.Cc, r.Bcc} {
 		for _, s := range list {
-			if a, err := parseAddress(s); err == nil {
+			if a, err := mail.ParseAddress(s); err == nil {
 				out = append(out, a.Address)
 			}
 		}
@@ -77,13 +76,7 @@ func (r *Request) Recipients() []string {
 // Validate checks every rule of DESIGN.md §3 and the limits above. It returns
 // a *ValidationError listing all problems, or a *SizeError when Raw is over
 // MaxMessageSize, in which case nothing else is examined.
-func (r *Request) Validate() error { return r.validate(false) }
-
-// validate is Validate; bodiesUTF8 says that text and html are known to be
-// valid UTF-8, as every string Decode returns is (the JSON scanner, like
-// encoding/json, turns invalid bytes into U+FFFD), which spares a pass over
-// the largest fields.
-func (r *Request) validate(bodiesUTF8 bool) error {
+func (r *Request) Validate() error {
 	if len(r.Raw) > MaxMessageSize {
 		return &SizeError{What: "raw message", Size: int64(len(r.Raw)), Limit: MaxMessageSize}
 	}
@@ -98,7 +91,7 @@ func (r *Request) validate(bodiesUTF8 bool) error {
 		checkRawInto(&p, r.Raw, r.Account, accountOK)
 		return p.err()
 	}
-	p.composed(r, bodiesUTF8)
+	p.composed(r)
 	return p.err()
 }
 
@@ -129,37 +122,36 @@ func (r *Request) composedFields() []string {
 	return set
 }
 
-func (p *problems) composed(r *Request, bodiesUTF8 bool) {
+func (p *problems) composed(r *Request) {
 	p.headerText("from_name", r.FromName, MaxFromNameLen)
 
-	total := 0
-	for _, l := range []struct {
-		name string
-		list []string
-	}{{"to", r.To}, {"cc", r.Cc}, {"bcc", r.Bcc}} {
-		p.addresses(l.name, l.list)
-		total += len(l.list)
-	}
-	switch {
+	// Lists over the limit are refused on their length alone, before any
+	// entry is parsed: a large request can hold many thousands.
+	switch total := len(r.To) + len(r.Cc) + len(r.Bcc); {
 	case total == 0:
 		p.add("to", "at least one recipient is required in to, cc or bcc")
 	case total > MaxRecipients:
 		p.add("to", "%d recipients across to, cc and bcc; Gmail allows at most %d per message", total, MaxRecipients)
+	default:
+		p.addresses("to", r.To)
+		p.addresses("cc", r.Cc)
+		p.addresses("bcc", r.Bcc)
 	}
 	if len(r.ReplyTo) > MaxRecipients {
 		p.add("reply_to", "%d addresses; the limit is %d", len(r.ReplyTo), MaxRecipients)
+	} else {
+		p.addresses("reply_to", r.ReplyTo)
 	}
-	p.addresses("reply_to", r.ReplyTo)
 
 	p.headerText("subject", r.Subject, MaxSubjectLen)
 
 	if r.Text == "" && r.HTML == "" {
 		p.add("text", "a body is required: set text, html or both (or send raw instead)")
 	}
-	if !bodiesUTF8 && !utf8.ValidString(r.Text) {
+	if !utf8.ValidString(r.Text) {
 		p.add("text", "is not valid UTF-8")
 	}
-	if !bodiesUTF8 && !utf8.ValidString(r.HTML) {
+	if !utf8.ValidString(r.HTML) {
 		p.add("html", "is not valid UTF-8")
 	}
 
@@ -181,48 +173,25 @@ func (p *problems) composed(r *Request, bodiesUTF8 bool) {
 // start a header of the sender's choosing, so it is refused, never stripped.
 // It reports whether the value passed.
 func (p *problems) headerText(field, v string, maxLen int) bool {
-	if msg := headerTextProblem(v, maxLen); msg != "" {
-		p.addText(field, msg)
+	if !utf8.ValidString(v) {
+		p.add(field, "is not valid UTF-8")
 		return false
 	}
-	return true
-}
-
-// headerTextProblem is what headerText reports about v, or "".
-func headerTextProblem(v string, maxLen int) string {
-	if isPlainASCII(v) {
-		// Nearly every value: one pass instead of five, and only the
-		// length left to check.
-		if len(v) > maxLen {
-			return fmt.Sprintf("is %d characters long; the limit is %d", len(v), maxLen)
-		}
-		return ""
-	}
-	if !utf8.ValidString(v) {
-		return "is not valid UTF-8"
-	}
 	if i := strings.IndexAny(v, "\r\n"); i >= 0 {
-		return fmt.Sprintf("contains a line break (CR or LF) at byte %d; header values must be a single line", i)
+		p.add(field, "contains a line break (CR or LF) at byte %d; header values must be a single line", i)
+		return false
 	}
 	if i := strings.IndexByte(v, 0); i >= 0 {
-		return fmt.Sprintf("contains a NUL byte at byte %d", i)
+		p.add(field, "contains a NUL byte at byte %d", i)
+		return false
 	}
 	if i := indexControl(v); i >= 0 {
-		return fmt.Sprintf("contains the control character %U at byte %d", rune(v[i]), i)
+		p.add(field, "contains the control character %U at byte %d", rune(v[i]), i)
+		return false
 	}
 	if n := utf8.RuneCountInString(v); n > maxLen {
-		return fmt.Sprintf("is %d characters long; the limit is %d", n, maxLen)
-	}
-	return ""
-}
-
-// isPlainASCII reports whether v is printable ASCII and tabs, which no check
-// of header text can object to.
-func isPlainASCII(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c >= 0x7f {
-			return false
-		}
+		p.add(field, "is %d characters long; the limit is %d", n, maxLen)
+		return false
 	}
 	return true
 }
@@ -252,7 +221,7 @@ func (p *problems) account(v string) bool {
 			return false
 		}
 	}
-	a, err := parseAddress(v)
+	a, err := mail.ParseAddress(v)
 	if err != nil {
 		p.add("account", "%s is not a valid address (%v)", quote(v), err)
 		return false
@@ -279,34 +248,29 @@ func (p *problems) addresses(field string, list []string) {
 			}
 		}
 	}()
-	// Entries are named only when they have a problem: formatting names
-	// for every entry cost more than checking them.
 	for i, s := range list {
+		f := fmt.Sprintf("%s[%d]", field, i)
 		if s == "" {
-			p.add(elemName(field, i), "is empty; expected an address such as bob@example.org or Bob <bob@example.org>")
+			p.add(f, "is empty; expected an address such as bob@example.org or Bob <bob@example.org>")
 			continue
 		}
-		if msg := headerTextProblem(s, MaxAddressLen); msg != "" {
-			p.addText(elemName(field, i), msg)
+		if !p.headerText(f, s, MaxAddressLen) {
 			continue
 		}
-		a, err := parseAddress(s)
+		a, err := mail.ParseAddress(s)
 		if err != nil {
-			p.add(elemName(field, i), "%s is not a valid address (%v)", quote(s), err)
+			p.add(f, "%s is not a valid address (%v)", quote(s), err)
 			continue
 		}
 		// net/mail decodes RFC 2047 display names, which could smuggle a
 		// line break that the raw value did not show.
-		if j := indexControl(a.Name); j >= 0 {
-			p.add(elemName(field, i), "the display name decodes to text with the control character %U", rune(a.Name[j]))
+		if i := indexControl(a.Name); i >= 0 {
+			p.add(f, "the display name decodes to text with the control character %U", rune(a.Name[i]))
 			continue
 		}
 		parsed = append(parsed, a)
 	}
 }
-
-// elemName names entry i of list field, as "to[2]".
-func elemName(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }
 
 func (p *problems) attachments(list []Attachment, haveHTML bool) {
 	if len(list) > MaxAttachments {
@@ -385,44 +349,37 @@ func (p *problems) headers(h map[string]string) {
 		names = append(names, k)
 	}
 	slices.Sort(names)
-	// One header cannot repeat another: the usual request is spared the
-	// map.
-	var seen map[string]string
-	if len(h) > 1 {
-		seen = make(map[string]string, len(h))
-	}
+	seen := make(map[string]string, len(h))
 	for _, name := range names {
-		// Names are formatted only for problems: formatting one per header
-		// cost more than checking it.
-		field := func() string { return fmt.Sprintf("headers[%q]", name) }
-		if msg := headerTextProblem(name, MaxHeaderNameLen); msg != "" {
-			p.addText(field(), msg)
+		f := fmt.Sprintf("headers[%q]", name)
+		if n := utf8.RuneCountInString(name); n > MaxHeaderNameLen {
+			p.add(f, "the name is %d characters long; the limit is %d", n, MaxHeaderNameLen)
+			continue
+		}
+		if !p.headerText(f, name, MaxHeaderNameLen) {
 			continue
 		}
 		if !isFieldName(name) {
-			p.add(field(), "the name is not an RFC 5322 field name (printable ASCII except colon, no spaces)")
+			p.add(f, "the name is not an RFC 5322 field name (printable ASCII except colon, no spaces)")
 			continue
 		}
 		if !allowedHeader(name) {
-			p.add(field(), "only X-* headers, List-Unsubscribe and List-Unsubscribe-Post may be set")
+			p.add(f, "only X-* headers, List-Unsubscribe and List-Unsubscribe-Post may be set")
 			continue
 		}
-		if seen != nil {
-			lower := strings.ToLower(name)
-			if prev, dup := seen[lower]; dup {
-				p.add(field(), "duplicates header %q (names are case-insensitive)", prev)
-				continue
-			}
-			seen[lower] = name
+		lower := strings.ToLower(name)
+		if prev, dup := seen[lower]; dup {
+			p.add(f, "duplicates header %q (names are case-insensitive)", prev)
+			continue
 		}
+		seen[lower] = name
 		v := h[name]
-		if msg := headerTextProblem(v, MaxHeaderValueLen); msg != "" {
-			p.addText(field(), msg)
+		if !p.headerText(f, v, MaxHeaderValueLen) {
 			continue
 		}
 		for i := 0; i < len(v); i++ {
 			if v[i] >= 0x80 {
-				p.add(field(), "the value must be ASCII; encode other text as an RFC 2047 encoded-word")
+				p.add(f, "the value must be ASCII; encode other text as an RFC 2047 encoded-word")
 				break
 			}
 		}
@@ -519,14 +476,17 @@ func isMessageID(v string) bool {
 }
 
 // isASCIIDotAtom reports whether v is an RFC 5322 dot-atom-text of ASCII
-// characters: the shape of a host name in a Message-ID, and of each side of
-// a plain address.
+// characters, the shape of a host name in a Message-ID.
 func isASCIIDotAtom(v string) bool {
 	if v == "" || v[0] == '.' || v[len(v)-1] == '.' || strings.Contains(v, "..") {
 		return false
 	}
 	for i := 0; i < len(v); i++ {
-		if v[i] != '.' && !atext[v[i]] {
+		c := v[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0:
+		default:
 			return false
 		}
 	}

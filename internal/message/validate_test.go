@@ -120,7 +120,7 @@ func TestValidate(t *testing.T) {
 		{name: "header name with space", mutate: func(r *Request) { r.Headers = map[string]string{"X-A B": "1"} }, field: `headers["X-A B"]`, msg: "field name"},
 		{name: "header name with colon", mutate: func(r *Request) { r.Headers = map[string]string{"X-A:": "1"} }, field: `headers["X-A:"]`, msg: "field name"},
 		{name: "header name CRLF", mutate: func(r *Request) { r.Headers = map[string]string{"X-A\r\nBcc": "1"} }, field: `headers["X-A\r\nBcc"]`, msg: "line break"},
-		{name: "header name too long", mutate: func(r *Request) { r.Headers = map[string]string{"X-" + strings.Repeat("a", MaxHeaderNameLen): "1"} }, field: `headers["X-` + strings.Repeat("a", MaxHeaderNameLen) + `"]`, msg: "limit is 96"},
+		{name: "header name too long", mutate: func(r *Request) { r.Headers = map[string]string{"X-" + strings.Repeat("a", MaxHeaderNameLen): "1"} }, field: `headers["X-` + strings.Repeat("a", MaxHeaderNameLen) + `"]`, msg: "the name is 66 characters long; the limit is 64"},
 		{name: "header value LF", mutate: func(r *Request) { r.Headers = map[string]string{"X-A": "1\nBcc: e@x.io"} }, field: `headers["X-A"]`, msg: "line break"},
 		{name: "header value too long", mutate: func(r *Request) { r.Headers = map[string]string{"X-A": strings.Repeat("v", MaxHeaderValueLen+1)} }, field: `headers["X-A"]`, msg: "limit is 900"},
 		{name: "header value non-ASCII", mutate: func(r *Request) { r.Headers = map[string]string{"X-A": "Jörg"} }, field: `headers["X-A"]`, msg: "ASCII"},
@@ -291,6 +291,57 @@ func TestValidateManyHeaders(t *testing.T) {
 		`headers["x-1"]: duplicates header "X-1" (names are case-insensitive)`,
 	}
 	if !slices.Equal(got, want) {
+		t.Errorf("problems %q; want %q", got, want)
+	}
+}
+
+// TestCustomHeaderNameLimit: a custom header name of MaxHeaderNameLen
+// characters validates and composes (go-message v0.18.2 panics folding
+// names of 74 or more), and one character more is refused on the name.
+func TestCustomHeaderNameLimit(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{MaxHeaderNameLen, MaxHeaderNameLen + 1} {
+		name := "X-" + strings.Repeat("n", n-2)
+		r := benchRequest()
+		r.Headers = map[string]string{name: "one two three"}
+		out, err := Compose(r, ComposeOptions{Now: testNow})
+		if n > MaxHeaderNameLen {
+			want := fmt.Sprintf(`headers[%q]: the name is %d characters long; the limit is %d`, name, n, MaxHeaderNameLen)
+			var ve *ValidationError
+			if !errors.As(err, &ve) || !slices.Equal(problemStrings(ve.Problems), []string{want}) {
+				t.Errorf("name of %d: Compose error = %v; want the one problem %q", n, err, want)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("name of %d: Compose = %v", n, err)
+		}
+		if got := parseMessage(t, out).header.Get(name); got != "one two three" {
+			t.Errorf("name of %d: header reads back as %q", n, got)
+		}
+	}
+}
+
+// TestValidateCountsBeforeParsing: lists over the recipient limit are
+// refused on their length, without a problem per unparsed entry.
+func TestValidateCountsBeforeParsing(t *testing.T) {
+	t.Parallel()
+	bad := make([]string, 3*MaxRecipients)
+	for i := range bad {
+		bad[i] = "not an address"
+	}
+	r := validRequest()
+	r.To, r.ReplyTo = bad[:MaxRecipients], bad
+	r.Cc = []string{"c@example.org"}
+	var ve *ValidationError
+	if !errors.As(r.Validate(), &ve) {
+		t.Fatal("Validate() passed; want problems")
+	}
+	want := []string{
+		fmt.Sprintf("to: %d recipients across to, cc and bcc; Gmail allows at most %d per message", MaxRecipients+1, MaxRecipients),
+		fmt.Sprintf("reply_to: %d addresses; the limit is %d", 3*MaxRecipients, MaxRecipients),
+	}
+	if got := problemStrings(ve.Problems); !slices.Equal(got, want) {
 		t.Errorf("problems %q; want %q", got, want)
 	}
 }

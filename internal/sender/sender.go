@@ -237,7 +237,7 @@ func (j *job) run(ctx context.Context) error {
 			Message: j.account + " needs to be reconnected: " + acct.LastError})
 	}
 
-	raw, pooled, err := j.compose(now)
+	raw, err := j.compose(now)
 	if err != nil {
 		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeInvalidRequest, Message: err.Error()})
 	}
@@ -270,12 +270,6 @@ func (j *job) run(ctx context.Context) error {
 		if budget <= 0 {
 			break
 		}
-	}
-	if pooled != nil && sent != nil {
-		// Gmail answered, so the client library read the whole message.
-		// After a failure the buffer is left to the garbage collector
-		// instead, in case a request still holds it.
-		putRaw(pooled, raw)
 	}
 	// From here on the sender records what Gmail did, or may have done. The
 	// delivery's context can end at any moment (the push request timed out,
@@ -388,38 +382,18 @@ func (j *job) threadID() string {
 	return j.req.ThreadID
 }
 
-// compose returns the message to send. A composed message lives in a
-// pooled buffer, returned as pooled for putRaw once nothing reads it; a raw
-// request is sent as it came.
-func (j *job) compose(now time.Time) (raw []byte, pooled *[]byte, err error) {
+// compose returns the message to send: a raw request as it came, after
+// CheckRaw, or the composed request.
+func (j *job) compose(now time.Time) ([]byte, error) {
 	if len(j.req.Raw) > 0 {
 		if err := message.CheckRaw(j.req.Raw, j.account); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return j.req.Raw, nil, nil
+		return j.req.Raw, nil
 	}
 	// The Message-ID derives from the idempotency key, so every delivery
 	// of one request composes the same message, whichever way the key came.
-	// Decode validated the request.
-	pooled = rawPool.Get().(*[]byte)
-	raw, err = message.Compose(j.req, message.ComposeOptions{Now: now, MessageIDKey: j.key, Validated: true, Buffer: *pooled})
-	if err != nil {
-		rawPool.Put(pooled)
-		return nil, nil, err
-	}
-	return raw, pooled, nil
-}
-
-// rawPool recycles composed messages' buffers: a fresh, zeroed buffer per
-// message was the largest allocation of a delivery.
-var rawPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
-// putRaw returns raw's buffer to rawPool, unless one large message grew it.
-func putRaw(pooled *[]byte, raw []byte) {
-	if cap(raw) <= 1<<20 {
-		*pooled = raw[:0]
-		rawPool.Put(pooled)
-	}
+	return message.Compose(j.req, message.ComposeOptions{Now: now, MessageIDKey: j.key})
 }
 
 func (j *job) markReauth(ctx context.Context, reason string) {
