@@ -1,12 +1,14 @@
 // Package admin is the operator's API (IAM-only when deployed): accounts,
-// connection tests, disconnects and message status.
+// connection tests, disconnects and message status. The dev server mounts
+// it under /admin/.
 package admin
 
 import (
 	"context"
+	"io"
 	"net/http"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"github.com/sethvargo/go-envconfig"
 
 	"github.com/gmailrelay/gmailrelay/internal/config"
 	"github.com/gmailrelay/gmailrelay/internal/function"
@@ -16,9 +18,15 @@ import (
 // Name is the function's target name.
 const Name = "admin"
 
-// Handle serves the function; the dev server mounts it under /admin/.
-var Handle = function.HTTP[config.Admin](Name, func(ctx context.Context, cfg *config.Admin) (http.Handler, error) {
-	return setup.Admin(ctx, cfg)
-})
+// New builds the function from env, with deps' clients and stores shared.
+func New(ctx context.Context, env envconfig.Lookuper, deps setup.Deps) (http.Handler, io.Closer, error) {
+	return function.HTTP[config.Admin](ctx, Name, env, deps.Logs, func(ctx context.Context, cfg *config.Admin) (http.Handler, io.Closer, error) {
+		return setup.Admin(ctx, cfg, deps)
+	})
+}
 
-func init() { functions.HTTP(Name, Handle) }
+func init() {
+	function.Register(Name, func(ctx context.Context, env envconfig.Lookuper) (http.Handler, io.Closer, error) {
+		return New(ctx, env, setup.Deps{})
+	})
+}

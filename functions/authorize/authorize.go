@@ -4,9 +4,10 @@ package authorize
 
 import (
 	"context"
+	"io"
 	"net/http"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"github.com/sethvargo/go-envconfig"
 
 	"github.com/gmailrelay/gmailrelay/internal/config"
 	"github.com/gmailrelay/gmailrelay/internal/function"
@@ -16,9 +17,15 @@ import (
 // Name is the function's target name.
 const Name = "authorize"
 
-// Handle serves the function; the dev server mounts it too.
-var Handle = function.HTTP[config.Authorize](Name, func(ctx context.Context, cfg *config.Authorize) (http.Handler, error) {
-	return setup.Authorize(ctx, cfg)
-})
+// New builds the function from env, with deps' clients and stores shared.
+func New(ctx context.Context, env envconfig.Lookuper, deps setup.Deps) (http.Handler, io.Closer, error) {
+	return function.HTTP[config.Authorize](ctx, Name, env, deps.Logs, func(ctx context.Context, cfg *config.Authorize) (http.Handler, io.Closer, error) {
+		return setup.Authorize(ctx, cfg, deps)
+	})
+}
 
-func init() { functions.HTTP(Name, Handle) }
+func init() {
+	function.Register(Name, func(ctx context.Context, env envconfig.Lookuper) (http.Handler, io.Closer, error) {
+		return New(ctx, env, setup.Deps{})
+	})
+}

@@ -4,9 +4,10 @@ package confirm
 
 import (
 	"context"
+	"io"
 	"net/http"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"github.com/sethvargo/go-envconfig"
 
 	"github.com/gmailrelay/gmailrelay/internal/config"
 	"github.com/gmailrelay/gmailrelay/internal/function"
@@ -16,9 +17,15 @@ import (
 // Name is the function's target name.
 const Name = "confirm"
 
-// Handle serves the function; the dev server mounts it too.
-var Handle = function.HTTP[config.Confirm](Name, func(ctx context.Context, cfg *config.Confirm) (http.Handler, error) {
-	return setup.Confirm(ctx, cfg)
-})
+// New builds the function from env, with deps' clients and stores shared.
+func New(ctx context.Context, env envconfig.Lookuper, deps setup.Deps) (http.Handler, io.Closer, error) {
+	return function.HTTP[config.Confirm](ctx, Name, env, deps.Logs, func(ctx context.Context, cfg *config.Confirm) (http.Handler, io.Closer, error) {
+		return setup.Confirm(ctx, cfg, deps)
+	})
+}
 
-func init() { functions.HTTP(Name, Handle) }
+func init() {
+	function.Register(Name, func(ctx context.Context, env envconfig.Lookuper) (http.Handler, io.Closer, error) {
+		return New(ctx, env, setup.Deps{})
+	})
+}

@@ -1,13 +1,14 @@
 // Package sender receives send requests from Pub/Sub push and delivers them
-// through Gmail. A failed delivery answers 500, which nacks the message.
+// through Gmail. A delivery that should be retried answers 500, which
+// nacks the message.
 package sender
 
 import (
 	"context"
+	"io"
 	"net/http"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
-	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/sethvargo/go-envconfig"
 
 	"github.com/gmailrelay/gmailrelay/internal/config"
 	"github.com/gmailrelay/gmailrelay/internal/function"
@@ -19,25 +20,22 @@ import (
 // Name is the function's target name.
 const Name = "sender"
 
-// fn is the function: one sender, built on first use, behind both entry
-// points.
-var fn = function.Push[config.Sender](Name, func(ctx context.Context, cfg *config.Sender) (function.PushHandler, error) {
-	s, err := setup.Sender(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context, m *pubsubevent.Message) error {
-		return s.Handle(ctx, send.Delivery{MessageID: m.ID, Data: m.Data, Attributes: m.Attributes, DeliveryAttempt: m.DeliveryAttempt})
-	}, nil
-})
+// New builds the function from env, with deps' clients and stores shared.
+// Its handler takes Pub/Sub push requests, as Cloud Run serves it.
+func New(ctx context.Context, env envconfig.Lookuper, deps setup.Deps) (http.Handler, io.Closer, error) {
+	return function.Push[config.Sender](ctx, Name, env, deps.Logs, func(ctx context.Context, cfg *config.Sender) (function.PushHandler, io.Closer, error) {
+		s, closer, err := setup.Sender(ctx, cfg, deps)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(ctx context.Context, m *pubsubevent.Message) error {
+			return s.Handle(ctx, send.Delivery{MessageID: m.ID, Data: m.Data, Attributes: m.Attributes, DeliveryAttempt: m.DeliveryAttempt})
+		}, closer, nil
+	})
+}
 
-// Handle takes a messagePublished CloudEvent: the dev server and the
-// benchmarks call it in-process.
-func Handle(ctx context.Context, e event.Event) error { return fn.CloudEvent(ctx, e) }
-
-// ServeHTTP is what Cloud Run serves: the Pub/Sub push request, read by the
-// relay rather than converted by the functions framework (see
-// function.PushFunction for why).
-func ServeHTTP(w http.ResponseWriter, r *http.Request) { fn.ServeHTTP(w, r) }
-
-func init() { functions.HTTP(Name, ServeHTTP) }
+func init() {
+	function.Register(Name, func(ctx context.Context, env envconfig.Lookuper) (http.Handler, io.Closer, error) {
+		return New(ctx, env, setup.Deps{})
+	})
+}

@@ -5,21 +5,22 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/firestore"
-	"github.com/cloudevents/sdk-go/v2/event"
 	"golang.org/x/oauth2"
 	gmailapi "google.golang.org/api/gmail/v1"
 	"google.golang.org/api/option"
 
 	fnsender "github.com/gmailrelay/gmailrelay/functions/sender"
+	"github.com/gmailrelay/gmailrelay/internal/config"
+	"github.com/gmailrelay/gmailrelay/internal/devserver"
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
 	"github.com/gmailrelay/gmailrelay/internal/ledger"
 	"github.com/gmailrelay/gmailrelay/internal/message"
@@ -28,6 +29,7 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/sandbox"
 	"github.com/gmailrelay/gmailrelay/internal/sender"
+	"github.com/gmailrelay/gmailrelay/internal/setup"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
 )
 
@@ -175,41 +177,33 @@ func gmailCallOnly(b *testing.B, r *relay, t *msgTemplate) func(n int64) error {
 	}
 }
 
-// BenchmarkCloudEvent calls the sender's CloudEvent handler in-process, 80
-// at a time, as the functions framework does after decoding a push:
-//   - handler=sender: the same decode-and-Handle that functions/sender
-//     registers, on the benchmark's stores (in-memory ledger);
-//   - handler=functions.sender,store=local: the registered function itself,
-//     configured from the environment as deployed, with make dev's local
-//     registry and ledger files.
+// BenchmarkCloudEvent (named so for scripts/bench.sh) posts Pub/Sub push
+// requests to the sender function's deployed handler, its ServeHTTP,
+// in-process, 80 at a time:
+//   - handler=sender: functions/sender as its constructor builds it, on the
+//     benchmark's stores (in-memory ledger) and Pub/Sub client;
+//   - handler=functions.sender,store=local: the same function on make dev's
+//     local registry and ledger files, which it opens itself.
 func BenchmarkCloudEvent(b *testing.B) {
 	t := newMsgTemplate()
-	// functions/sender.Handle reads its configuration once per process, so
-	// the fake Google it is pointed at lives as long as the process.
-	fn := functionsSenderFixture(b)
-	r := newRelay(b, fn.g, relayOpts{Noop: true})
-	r.warm(b, t)
-	newEvent := cloudEvents(b, r, t)
-	handler := func(ctx context.Context, e event.Event) error {
-		// functions/sender's handler body.
-		m, err := pubsubevent.Decode(e)
-		if err != nil {
-			return nil
-		}
-		return r.Sender.Handle(ctx, sender.Delivery{MessageID: m.ID, Data: m.Data, Attributes: m.Attributes})
+	g := startHelper(b)
+	state := tbScratch(b, "gmailrelay-bench-dev-")
+	reg, err := registry.NewLocal(filepath.Join(state, "accounts.json"))
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.Run("handler=sender", func(b *testing.B) {
-		measure(b, r, false, func(n int64) error { return handler(r.Ctx, newEvent(n)) })
-	})
-	b.Run("handler=functions.sender,store=local", func(b *testing.B) {
-		measure(b, r, false, func(n int64) error { return fnsender.Handle(r.Ctx, newEvent(n)) })
-	})
+	r := newRelay(b, g, relayOpts{Noop: true, Registry: reg})
+	newPush := pushMessages(b, r, t)
+	shared := senderFunction(b, r, state, newPush, setup.Deps{PubSub: r.PubSub, Registry: r.Registry, Ledger: r.Ledger})
+	local := senderFunction(b, r, state, newPush, setup.Deps{PubSub: r.PubSub})
+	b.Run("handler=sender", func(b *testing.B) { measure(b, r, false, post(r, shared, newPush)) })
+	b.Run("handler=functions.sender,store=local", func(b *testing.B) { measure(b, r, false, post(r, local, newPush)) })
 }
 
-// cloudEvents returns a maker of messagePublished events for r's accounts.
-// The data carries no idempotency_key, so the Pub/Sub message ID (the event
-// ID) is the key and one encoded request per account serves every event.
-func cloudEvents(b *testing.B, r *relay, t *msgTemplate) func(n int64) event.Event {
+// pushMessages returns a maker of Pub/Sub messages for r's accounts. The
+// data carries no idempotency_key, so the Pub/Sub message ID is the key and
+// one encoded request per account serves every message.
+func pushMessages(b *testing.B, r *relay, t *msgTemplate) func(n int64) *pubsubevent.Message {
 	data := make([][]byte, len(r.Accounts))
 	for i, a := range r.Accounts {
 		req, err := message.Decode(t.data(a, "x", "1"))
@@ -217,75 +211,59 @@ func cloudEvents(b *testing.B, r *relay, t *msgTemplate) func(n int64) event.Eve
 			b.Fatal(err)
 		}
 		req.IdempotencyKey = ""
-		w := map[string]any{"message": map[string]any{"data": mustJSON(req)}, "subscription": "projects/" + project + "/subscriptions/push"}
-		data[i] = mustJSON(w)
+		data[i] = mustJSON(req)
 	}
-	return func(n int64) event.Event {
-		e := event.New()
-		e.SetID(fmt.Sprintf("ce-%d", n))
-		e.SetType(pubsubevent.Type)
-		e.SetSource("//pubsub.googleapis.com/projects/" + project + "/topics/gmail-send")
-		_ = e.SetData("application/json", data[int(n)%len(data)])
-		return e
+	return func(n int64) *pubsubevent.Message {
+		return &pubsubevent.Message{ID: "push-" + strconv.FormatInt(n, 10), Data: data[int(n)%len(data)],
+			PublishTime: time.Now(), DeliveryAttempt: 1, Subscription: "projects/" + project + "/subscriptions/push"}
 	}
 }
 
-type fnFixture struct {
-	g *google
+// post returns an op that pushes one message to h and wants it acked.
+func post(r *relay, h http.Handler, newPush func(n int64) *pubsubevent.Message) func(n int64) error {
+	return func(n int64) error {
+		if code, body := devserver.Push(r.Ctx, h, newPush(n)); code != http.StatusOK {
+			return fmt.Errorf("push answered %d: %s", code, body)
+		}
+		return nil
+	}
 }
 
-var (
-	fnOnce sync.Once
-	fnFix  *fnFixture
-	fnErr  error
-)
-
-// functionsSenderFixture configures the registered sender function (as
-// deployed, from the environment, with make dev's local stores) against a
-// helper that lives as long as this process, and warms its token cache.
-func functionsSenderFixture(b *testing.B) *fnFixture {
+// senderFunction builds functions/sender from a map of settings pointed at
+// r's fake Google, with deps, and warms its own token cache with one push
+// per account. It logs to /dev/null, so its log lines cost what writing
+// them costs.
+func senderFunction(b *testing.B, r *relay, state string, newPush func(n int64) *pubsubevent.Message, deps setup.Deps) http.Handler {
 	b.Helper()
-	fnOnce.Do(func() {
-		g, stop, err := startHelperProcess()
-		if err != nil {
-			fnErr = err
-			return
-		}
-		atProcessExit(stop)
-		state, err := scratchDir("gmailrelay-bench-dev-")
-		if err != nil {
-			fnErr = err
-			return
-		}
-		atProcessExit(func() { os.RemoveAll(state) })
-		for k, v := range map[string]string{
-			"GOOGLE_CLOUD_PROJECT": project, "OAUTH_CLIENT_ID": clientID, "OAUTH_CLIENT_SECRET": clientSecret,
-			"OAUTH_AUTH_URL": g.SandboxURL + sandbox.AuthPath, "OAUTH_TOKEN_URL": g.SandboxURL + sandbox.TokenPath,
-			"OAUTH_REVOKE_URL": g.SandboxURL + sandbox.RevokePath, "STORE_BACKEND": "local", "DEV_STATE_DIR": state,
-			"GMAIL_ENDPOINT": g.NoopURL + "/", "PUBSUB_EMULATOR_HOST": g.PubSubAddr, "SECRET_MANAGER_EMULATOR_HOST": g.SMAddr,
-			"RESULTS_TOPIC": resultsTopic, "CONNECT_URL": connectURL,
-		} {
-			os.Setenv(k, v)
-		}
-		reg, err := registry.NewLocal(filepath.Join(state, "accounts.json"))
-		if err != nil {
-			fnErr = err
-			return
-		}
-		r := newRelay(b, g, relayOpts{Noop: true, Registry: reg})
-		newEvent := cloudEvents(b, r, newMsgTemplate())
-		for range r.Accounts { // warm the function's own token cache
-			if err := fnsender.Handle(r.Ctx, newEvent(seq.Add(1))); err != nil {
-				fnErr = err
-				return
-			}
-		}
-		fnFix = &fnFixture{g: g}
-	})
-	if fnErr != nil {
-		b.Fatal(fnErr)
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
 	}
-	return fnFix
+	b.Cleanup(func() { devNull.Close() })
+	deps.Logs = devNull
+	g := r.g
+	h, closer, err := fnsender.New(context.Background(), config.MapLookuper(map[string]string{
+		"GOOGLE_CLOUD_PROJECT": project, "OAUTH_CLIENT_ID": clientID, "OAUTH_CLIENT_SECRET": clientSecret,
+		"OAUTH_AUTH_URL": g.SandboxURL + sandbox.AuthPath, "OAUTH_TOKEN_URL": g.SandboxURL + sandbox.TokenPath,
+		"OAUTH_REVOKE_URL": g.SandboxURL + sandbox.RevokePath, "STORE_BACKEND": "local", "DEV_STATE_DIR": state,
+		"GMAIL_ENDPOINT": g.NoopURL + "/", "SECRET_MANAGER_EMULATOR_HOST": g.SMAddr,
+		"RESULTS_TOPIC": resultsTopic, "CONNECT_URL": connectURL,
+	}), deps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := closer.Close(); err != nil {
+			b.Error(err)
+		}
+	})
+	warm := post(r, h, newPush)
+	for range r.Accounts {
+		if err := warm(seq.Add(1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return h
 }
 
 // BenchmarkBaseline compares the relay with a naive sender as typical

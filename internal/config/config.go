@@ -14,9 +14,11 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 )
 
@@ -62,6 +64,10 @@ type Base struct {
 	// LogLevel is debug, info, warning or error.
 	LogLevel string `env:"LOG_LEVEL, default=info"`
 }
+
+// Common returns the settings every function shares; it is promoted to
+// every function's configuration, so generic code can reach them.
+func (b *Base) Common() *Base { return b }
 
 func (b *Base) problems() []error {
 	var errs []error
@@ -157,7 +163,7 @@ func (a *Access) problems() []error {
 		}
 	}
 	for i, e := range a.AllowedEmails {
-		e = strings.ToLower(strings.TrimSpace(e))
+		e = account.Normalize(e)
 		a.AllowedEmails[i] = e
 		if addr, err := mail.ParseAddress(e); err != nil || addr.Address != e {
 			errs = append(errs, fmt.Errorf("ALLOWED_EMAILS: %q is not a bare email address", e))
@@ -258,19 +264,71 @@ func Load[T any, PT interface {
 	return LoadFrom[T, PT](ctx, envconfig.OsLookuper())
 }
 
-// LoadFrom reads cfg from l and validates it; tests pass a map.
+// LoadFrom reads cfg from l and validates it, reporting every problem at
+// once. Nothing else is read: tests and the dev server pass a map (see
+// MapLookuper), deployed functions the process environment (Load).
 func LoadFrom[T any, PT interface {
 	*T
 	Validate() error
 }](ctx context.Context, l envconfig.Lookuper) (*T, error) {
-	cfg := new(T)
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: cfg, Lookuper: l}); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	// envconfig stops at the first value it cannot parse and names the Go
+	// field, not the variable; so each failure is recorded under the
+	// variable last looked up, which is then treated as unset (its default
+	// applies) and the load repeated, to report every problem at once.
+	rec := &recordingLookuper{l: l, dropped: map[string]bool{}}
+	var errs []error
+	for {
+		cfg := new(T)
+		rec.last = ""
+		err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: cfg, Lookuper: rec})
+		if err == nil {
+			if err := PT(cfg).Validate(); err != nil {
+				errs = append(errs, err)
+			}
+			if len(errs) > 0 {
+				return nil, fmt.Errorf("config: %w", errors.Join(errs...))
+			}
+			return cfg, nil
+		}
+		if rec.last == "" || rec.dropped[rec.last] {
+			return nil, fmt.Errorf("config: %w", errors.Join(append(errs, err)...))
+		}
+		errs = append(errs, fmt.Errorf("%s: %s", rec.last, withoutFieldPath(err.Error())))
+		rec.dropped[rec.last] = true
 	}
-	if err := PT(cfg).Validate(); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+}
+
+// withoutFieldPath drops the Go field names ("Sender: SendLease: ")
+// envconfig puts before a parse error.
+func withoutFieldPath(msg string) string {
+	for {
+		head, rest, ok := strings.Cut(msg, ": ")
+		if !ok || head == "" || !unicode.IsUpper(rune(head[0])) || strings.IndexFunc(head, func(r rune) bool {
+			return !unicode.IsLetter(r) && !unicode.IsDigit(r)
+		}) >= 0 {
+			return msg
+		}
+		msg = rest
 	}
-	return cfg, nil
+}
+
+// recordingLookuper remembers the last variable found, and hides those
+// whose values did not parse.
+type recordingLookuper struct {
+	l       envconfig.Lookuper
+	last    string
+	dropped map[string]bool
+}
+
+func (r *recordingLookuper) Lookup(key string) (string, bool) {
+	if r.dropped[key] {
+		return "", false
+	}
+	v, ok := r.l.Lookup(key)
+	if ok {
+		r.last = key
+	}
+	return v, ok
 }
 
 // MapLookuper adapts a map for LoadFrom.

@@ -85,3 +85,63 @@ func TestSecretNeverPrints(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadFromReadsOnlyTheLookuper: a value in the process environment is
+// not seen by LoadFrom, so the dev server and parallel tests can build
+// functions side by side.
+func TestLoadFromReadsOnlyTheLookuper(t *testing.T) {
+	t.Setenv("GOOGLE_CLOUD_PROJECT", "from-the-process")
+	t.Setenv("SEND_LEASE", "10m")
+	cfg, err := LoadFrom[Sender](context.Background(), MapLookuper(map[string]string{
+		"GOOGLE_CLOUD_PROJECT": "from-the-map", "OAUTH_CLIENT_ID": "id", "OAUTH_CLIENT_SECRET": "s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ProjectID != "from-the-map" || cfg.SendLease != 3*time.Minute {
+		t.Errorf("project %q, lease %s: the process environment leaked in", cfg.ProjectID, cfg.SendLease)
+	}
+}
+
+// TestSenderProblems: every bad sender setting is named, with its range,
+// and half-set OAuth credentials are an error rather than a fallback.
+func TestSenderProblems(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"GOOGLE_CLOUD_PROJECT": "p", "OAUTH_CLIENT_ID": "id", "OAUTH_CLIENT_SECRET": "s"}
+	cases := []struct {
+		name string
+		set  map[string]string
+		drop string
+		want []string
+	}{
+		{"lease too short", map[string]string{"SEND_LEASE": "10s"}, "", []string{"SEND_LEASE: 10s is outside 1m..1h", "SEND_TIMEOUT"}},
+		{"attempts out of Pub/Sub's range", map[string]string{"SEND_MAX_DELIVERY_ATTEMPTS": "3"}, "", []string{"SEND_MAX_DELIVERY_ATTEMPTS: 3 is outside 5..100"}},
+		{"client ID without its secret", nil, "OAUTH_CLIENT_SECRET", []string{"OAUTH_CLIENT_SECRET is not set"}},
+		{"secret without a client ID", nil, "OAUTH_CLIENT_ID", []string{"OAUTH_CLIENT_ID is not set"}},
+		{"values that do not parse, and a bad one that does", map[string]string{"SEND_TIMEOUT": "soon", "SEND_MAX_DELIVERY_ATTEMPTS": "many", "SEND_LEASE": "2h"},
+			"", []string{`SEND_TIMEOUT: time: invalid duration "soon"`, "SEND_MAX_DELIVERY_ATTEMPTS: strconv.ParseInt", "SEND_LEASE: 2h0m0s is outside"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m := map[string]string{}
+			for k, v := range base {
+				if k != tc.drop {
+					m[k] = v
+				}
+			}
+			for k, v := range tc.set {
+				m[k] = v
+			}
+			_, err := LoadFrom[Sender](context.Background(), MapLookuper(m))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not say %q:\n%v", want, err)
+				}
+			}
+		})
+	}
+}

@@ -2,11 +2,15 @@
 // and end-to-end tests: every function at /<name>, the sandbox Google, an
 // embedded Pub/Sub (pstest), the Secret Manager fake and the local stores,
 // all persisted under one state directory. The functions run their
-// production code unchanged: the server only sets the environment their
-// configuration reads, then mounts their handlers.
+// production code unchanged: the server builds each one with its
+// constructor, from a map of settings over the caller's environment and
+// with one Pub/Sub client, Secret Manager client, registry and ledger
+// shared among them, mounts their handlers, and feeds the push-fed ones real
+// Pub/Sub push requests. It never changes the process environment.
 package devserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,18 +18,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
-	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/sethvargo/go-envconfig"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -36,9 +41,13 @@ import (
 	"github.com/gmailrelay/gmailrelay/functions/healthcheck"
 	"github.com/gmailrelay/gmailrelay/functions/sender"
 	"github.com/gmailrelay/gmailrelay/internal/config"
+	"github.com/gmailrelay/gmailrelay/internal/function"
+	"github.com/gmailrelay/gmailrelay/internal/ledger"
 	"github.com/gmailrelay/gmailrelay/internal/pubsubevent"
+	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/sandbox"
 	"github.com/gmailrelay/gmailrelay/internal/secretfake"
+	"github.com/gmailrelay/gmailrelay/internal/setup"
 )
 
 // Topic and subscription names of the local stack.
@@ -63,8 +72,15 @@ type Options struct {
 	PubSubAddr string
 	// StateDir holds everything that survives a restart.
 	StateDir string
-	// ClientID and ClientSecret, when both set, select real Google.
+	// ClientID and ClientSecret, when both set, select real Google; one
+	// without the other is an error.
 	ClientID, ClientSecret string
+	// Env supplies the functions' settings the dev server does not fix
+	// itself (SEND_LEASE, LOG_LEVEL, ALLOWED_DOMAINS, OAUTH_APP_TESTING…);
+	// nil supplies none.
+	Env envconfig.Lookuper
+	// Logs receives the functions' logs (nil: stdout).
+	Logs io.Writer
 	// Out receives the banner and result lines.
 	Out io.Writer
 	// Ready, if set, is called with the server once it serves.
@@ -73,11 +89,19 @@ type Options struct {
 	HealthcheckEvery time.Duration
 }
 
-// FromEnv reads Options from PORT, PUBSUB_PORT, DEV_STATE_DIR,
-// OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET.
+// FromEnv reads Options from the process environment: see FromLookuper.
 func FromEnv() Options {
+	o := FromLookuper(envconfig.OsLookuper())
+	o.Out = os.Stdout
+	return o
+}
+
+// FromLookuper reads Options from PORT, PUBSUB_PORT, DEV_STATE_DIR,
+// OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET in l, and passes l on to the
+// functions for the rest of their settings.
+func FromLookuper(l envconfig.Lookuper) Options {
 	get := func(k, d string) string {
-		if v := os.Getenv(k); v != "" {
+		if v, _ := l.Lookup(k); v != "" {
 			return v
 		}
 		return d
@@ -86,9 +110,9 @@ func FromEnv() Options {
 		Addr:         "localhost:" + get("PORT", "8080"),
 		PubSubAddr:   "localhost:" + get("PUBSUB_PORT", "8085"),
 		StateDir:     get("DEV_STATE_DIR", ".dev"),
-		ClientID:     os.Getenv("OAUTH_CLIENT_ID"),
-		ClientSecret: os.Getenv("OAUTH_CLIENT_SECRET"),
-		Out:          os.Stdout,
+		ClientID:     get("OAUTH_CLIENT_ID", ""),
+		ClientSecret: get("OAUTH_CLIENT_SECRET", ""),
+		Env:          l,
 	}
 }
 
@@ -102,18 +126,16 @@ type Server struct {
 	PubSub     *pstest.Server
 }
 
-// started guards Run: the functions build their dependencies once per
-// process from the environment (as on Cloud Run), so a second stack in the
-// same process would silently talk to the first one's ports.
-var started atomic.Bool
-
-// ErrStarted is returned by a second Run in one process.
-var ErrStarted = errors.New("devserver: Run may be called once per process (functions keep their first configuration)")
-
-// Run starts the stack and serves until ctx ends.
-func Run(ctx context.Context, o Options) error {
-	if !started.CompareAndSwap(false, true) {
-		return ErrStarted
+// Run starts the stack and serves until ctx ends, then closes everything
+// it opened. A configuration the functions refuse stops it before it
+// serves, with every problem in the error.
+func Run(ctx context.Context, o Options) (err error) {
+	if (o.ClientID == "") != (o.ClientSecret == "") {
+		missing := "OAUTH_CLIENT_SECRET"
+		if o.ClientID == "" {
+			missing = "OAUTH_CLIENT_ID"
+		}
+		return fmt.Errorf("devserver: %s is not set: real Google needs both OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET (unset both to use the sandbox)", missing)
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
@@ -183,7 +205,6 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer secrets.Close()
 	s.Secrets = secrets
-	env["SECRET_MANAGER_EMULATOR_HOST"] = secrets.Addr()
 
 	ps, err := startPubSub(ctx, o.PubSubAddr)
 	if err != nil {
@@ -195,18 +216,9 @@ func Run(ctx context.Context, o Options) error {
 	if strings.HasSuffix(o.PubSubAddr, ":0") {
 		s.PubSubAddr = ps.Addr
 	}
-	env["PUBSUB_EMULATOR_HOST"] = s.PubSubAddr
 	// deliver dead-letters after maxDeliveries, as the deployed
 	// subscription does after max_delivery_attempts.
 	env["SEND_MAX_DELIVERY_ATTEMPTS"] = strconv.Itoa(maxDeliveries)
-
-	// The functions read their configuration from the environment on first
-	// use, exactly as on Cloud Run.
-	for k, v := range env {
-		if err := os.Setenv(k, v); err != nil {
-			return fmt.Errorf("devserver: setenv %s: %w", k, err)
-		}
-	}
 
 	psClient, err := pubsub.NewClient(ctx, Project, option.WithEndpoint(ps.Addr), option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
@@ -217,17 +229,49 @@ func Run(ctx context.Context, o Options) error {
 	if err := createTopology(ctx, psClient); err != nil {
 		return err
 	}
+	smClient, err := secrets.NewClient(ctx)
+	if err != nil {
+		return fmt.Errorf("devserver: Secret Manager client: %w", err)
+	}
+	defer smClient.Close()
+	// One registry and one ledger for every function: each is one file.
+	reg, err := registry.NewLocal(filepath.Join(stateDir, "accounts.json"))
+	if err != nil {
+		return fmt.Errorf("devserver: local registry: %w", err)
+	}
+	led, err := ledger.NewLocal(filepath.Join(stateDir, "sends.json"))
+	if err != nil {
+		return fmt.Errorf("devserver: local ledger: %w", err)
+	}
+	defer led.Close()
+
+	var lookup envconfig.Lookuper = config.MapLookuper(env)
+	if o.Env != nil {
+		lookup = envconfig.MultiLookuper(lookup, o.Env)
+	}
+	fns, err := build(ctx, lookup, setup.Deps{PubSub: psClient, SecretManager: smClient, Registry: reg, Ledger: led, Logs: o.Logs})
+	if err != nil {
+		return err
+	}
+	// Registered last, so the functions stop their publishers before the
+	// clients and servers under them close.
+	defer func() {
+		if cerr := fns.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("devserver: closing the functions: %w", cerr))
+		}
+	}()
 
 	mux := http.NewServeMux()
-	mux.Handle("/authorize", authorize.Handle)
-	mux.Handle("/confirm", confirm.Handle)
+	mux.Handle("/authorize", fns.handlers[authorize.Name])
+	mux.Handle("/confirm", fns.handlers[confirm.Name])
 	// The functions framework serves each function at an exact path; admin
 	// has sub-routes, so it is mounted under /admin/ with the prefix
 	// stripped, as Cloud Run would serve it at /.
-	mux.Handle("/admin/", http.StripPrefix("/admin", admin.Handle))
+	mux.Handle("/admin/", http.StripPrefix("/admin", fns.handlers[admin.Name]))
+	hc := fns.handlers[healthcheck.Name]
 	mux.HandleFunc("POST /healthcheck", func(w http.ResponseWriter, r *http.Request) {
-		if err := runHealthcheck(r.Context()); err != nil {
-			http.Error(w, "health check failed: "+err.Error(), http.StatusInternalServerError)
+		if code, body := runHealthcheck(r.Context(), hc); code != http.StatusOK {
+			http.Error(w, "health check failed: "+body, http.StatusInternalServerError)
 			return
 		}
 		fmt.Fprintln(w, "health check done; its summary is in the log")
@@ -255,7 +299,7 @@ func Run(ctx context.Context, o Options) error {
 			case <-runCtx.Done():
 				return
 			case <-t.C:
-				_ = runHealthcheck(runCtx)
+				runHealthcheck(runCtx, hc)
 			}
 		}
 	}()
@@ -267,7 +311,7 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	go func() {
 		defer wg.Done()
-		if err := deliver(runCtx, psClient, sender.Handle); err != nil {
+		if err := deliver(runCtx, psClient, fns.handlers[sender.Name]); err != nil {
 			errc <- err
 		}
 	}()
@@ -349,9 +393,11 @@ func isAlreadyExists(err error) bool {
 }
 
 // deliver does what a push subscription with a retry and dead-letter policy
-// would: pstest never pushes and redelivers a nack at once, so this loop
-// waits with backoff before each nack and dead-letters after maxDeliveries.
-func deliver(ctx context.Context, c *pubsub.Client, handle func(context.Context, event.Event) error) error {
+// would: it posts each message to the sender as a Pub/Sub push request,
+// takes a 2xx answer as the ack and anything else as a nack, and, because
+// pstest never pushes and redelivers a nack at once, waits with backoff
+// before each nack and dead-letters after maxDeliveries.
+func deliver(ctx context.Context, c *pubsub.Client, sender http.Handler) error {
 	sub := c.Subscriber(sendSub)
 	sub.ReceiveSettings.MaxOutstandingMessages = maxOutstanding
 	dead := c.Publisher(DeadLetterTopic)
@@ -367,12 +413,9 @@ func deliver(ctx context.Context, c *pubsub.Client, handle func(context.Context,
 		attempts[m.ID]++
 		n := attempts[m.ID]
 		mu.Unlock()
-		ev, err := pubsubevent.New(&pubsubevent.Message{ID: run + "-" + m.ID, Data: m.Data, Attributes: m.Attributes,
-			PublishTime: m.PublishTime, DeliveryAttempt: n, Subscription: subName(sendSub)}, topicName(SendTopic))
-		if err == nil {
-			err = handle(ctx, ev)
-		}
-		if err == nil {
+		code, _ := Push(ctx, sender, &pubsubevent.Message{ID: run + "-" + m.ID, Data: m.Data, Attributes: m.Attributes,
+			PublishTime: m.PublishTime, DeliveryAttempt: n, Subscription: subName(sendSub)})
+		if code >= 200 && code < 300 {
 			mu.Lock()
 			delete(attempts, m.ID)
 			mu.Unlock()
@@ -403,6 +446,24 @@ func deliver(ctx context.Context, c *pubsub.Client, handle func(context.Context,
 		return fmt.Errorf("devserver: receiving send requests: %w", err)
 	}
 	return nil
+}
+
+// Push posts m to h as Pub/Sub would push it, in-process, and returns the
+// answer's status and body. A message that cannot be encoded answers 500,
+// a nack, as an unreachable endpoint would.
+func Push(ctx context.Context, h http.Handler, m *pubsubevent.Message) (int, string) {
+	body, err := pubsubevent.EncodePush(m)
+	if err != nil {
+		return http.StatusInternalServerError, err.Error()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
+	if err != nil {
+		return http.StatusInternalServerError, err.Error()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
 }
 
 // printResults shows each result event as one line, so `make dev` users see
@@ -442,13 +503,63 @@ PUBSUB_EMULATOR_HOST=%s
 `, s.PubSubAddr)
 }
 
-// runHealthcheck runs the healthcheck function once, with the event Cloud
-// Scheduler's Pub/Sub message would carry.
-func runHealthcheck(ctx context.Context) error {
-	ev, err := pubsubevent.New(&pubsubevent.Message{ID: "dev-" + strconv.FormatInt(time.Now().UnixNano(), 36),
-		Data: []byte(`{"trigger":"dev"}`), PublishTime: time.Now()}, topicName("gmail-healthcheck"))
-	if err != nil {
-		return err
+// runHealthcheck runs the healthcheck function once, with the push request
+// Cloud Scheduler's Pub/Sub message would make.
+func runHealthcheck(ctx context.Context, h http.Handler) (int, string) {
+	return Push(ctx, h, &pubsubevent.Message{ID: "dev-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		Data: []byte(`{"trigger":"dev"}`), PublishTime: time.Now(), Subscription: subName("gmail-healthcheck-dev")})
+}
+
+// functionSet is the built functions and what closes them.
+type functionSet struct {
+	handlers map[string]http.Handler
+	closers  []io.Closer
+}
+
+// Close closes every function, last built first.
+func (f *functionSet) Close() error {
+	var errs []error
+	for _, c := range slices.Backward(f.closers) {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return healthcheck.Handle(ctx, ev)
+	f.closers = nil
+	return errors.Join(errs...)
+}
+
+// build builds every function with its production constructor. When any
+// fails, it closes those built and reports every problem once (the
+// functions share most settings, so a bad one would be named five times).
+func build(ctx context.Context, env envconfig.Lookuper, deps setup.Deps) (*functionSet, error) {
+	constructors := []struct {
+		name string
+		new  func(context.Context, envconfig.Lookuper, setup.Deps) (http.Handler, io.Closer, error)
+	}{
+		{authorize.Name, authorize.New}, {confirm.Name, confirm.New}, {admin.Name, admin.New},
+		{sender.Name, sender.New}, {healthcheck.Name, healthcheck.New},
+	}
+	fns := &functionSet{handlers: map[string]http.Handler{}}
+	var problems []string
+	for _, c := range constructors {
+		h, closer, err := c.new(ctx, env, deps)
+		if err != nil {
+			for _, p := range function.Problems(err) {
+				if !slices.Contains(problems, p) {
+					problems = append(problems, p)
+				}
+			}
+			continue
+		}
+		fns.handlers[c.name] = h
+		fns.closers = append(fns.closers, closer)
+	}
+	if len(problems) == 0 {
+		return fns, nil
+	}
+	err := fmt.Errorf("devserver: the functions cannot start:\n  - %s", strings.Join(problems, "\n  - "))
+	if cerr := fns.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return nil, err
 }

@@ -23,11 +23,13 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/testenv"
 )
 
-// The functions keep their first configuration for the life of the
-// process, so one dev server serves every test in this package.
+// One dev server serves the tests of the local flows; tests of start-up
+// and shutdown run stacks of their own beside it.
 var (
 	srv *devserver.Server
 	out testenv.SyncBuffer
+	// environ is the process environment before the dev server started.
+	environ []string
 )
 
 func TestMain(m *testing.M) {
@@ -36,6 +38,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	environ = os.Environ()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *devserver.Server, 1)
 	done := make(chan error, 1)

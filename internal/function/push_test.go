@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,20 +15,19 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cloudevents/sdk-go/v2/event"
-
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/pubsubevent"
 	"github.com/gmailrelay/gmailrelay/internal/testenv"
 )
 
-type testConfig struct{}
-
-func (*testConfig) Validate() error { return nil }
-
-// pushFunction is a PushFunction around h.
-func pushFunction(h PushHandler) *PushFunction {
-	return Push[testConfig](fmt.Sprintf("test-%p", h), func(context.Context, *testConfig) (PushHandler, error) { return h, nil })
+// pushFunction is the push shell around h, behind the logging middleware
+// as Push puts it, logging to log (nil: nowhere).
+func pushFunction(h PushHandler, log ...*slog.Logger) http.Handler {
+	l := logging.New(io.Discard, slog.LevelInfo)
+	if len(log) > 0 {
+		l = log[0]
+	}
+	return logging.Middleware(l, "p")(pushHandler(h))
 }
 
 func pushBody(id, data string) []byte {
@@ -156,57 +156,18 @@ func TestPushOwnContext(t *testing.T) {
 	}
 }
 
-func TestPushNotConfigured(t *testing.T) {
-	t.Parallel()
-	f := Push[testConfig]("test-broken", func(context.Context, *testConfig) (PushHandler, error) {
-		return nil, errors.New("no Gmail endpoint")
-	})
-	rec := httptest.NewRecorder()
-	f.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(pushBody("m", "x"))))
-	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "not configured") {
-		t.Errorf("status %d: %s", rec.Code, rec.Body)
-	}
-	if err := f.CloudEvent(context.Background(), event.New()); err == nil {
-		t.Error("CloudEvent on a broken function succeeded")
-	}
-}
-
-func TestPushCloudEvent(t *testing.T) {
-	t.Parallel()
-	var got *pubsubevent.Message
-	f := pushFunction(func(_ context.Context, m *pubsubevent.Message) error {
-		got = m
-		return nil
-	})
-	e, err := pubsubevent.New(&pubsubevent.Message{ID: "m-9", Data: []byte("hi")}, "projects/p/topics/t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.CloudEvent(context.Background(), e); err != nil || got == nil || got.ID != "m-9" || string(got.Data) != "hi" {
-		t.Errorf("CloudEvent = %v; handler saw %+v", err, got)
-	}
-	got = nil
-	bad := event.New()
-	bad.SetType("google.cloud.storage.object.v1.finalized")
-	if err := f.CloudEvent(context.Background(), bad); err != nil || got != nil {
-		t.Errorf("an undecodable event: %v, handler saw %+v; want acknowledged and not handled", err, got)
-	}
-}
-
 // TestPushPanic: a handler that panics costs its own message a redelivery
-// and a logged stack, not the process; the CloudEvent path says the same.
+// and a logged stack, not the process.
 func TestPushPanic(t *testing.T) {
 	t.Parallel()
 	var logs testenv.SyncBuffer
-	f := newPushFunction("test-panic", logging.New(&logs, slog.LevelInfo), func() (PushHandler, error) {
-		return func(_ context.Context, m *pubsubevent.Message) error {
-			if string(m.Data) == "poison" {
-				var fields []string
-				_ = fields[len(m.Data)] // index out of range
-			}
-			return nil
-		}, nil
-	})
+	f := pushFunction(func(_ context.Context, m *pubsubevent.Message) error {
+		if string(m.Data) == "poison" {
+			var fields []string
+			_ = fields[len(m.Data)] // index out of range
+		}
+		return nil
+	}, logging.New(&logs, slog.LevelInfo))
 	for _, c := range []struct {
 		data   string
 		status int
@@ -236,13 +197,5 @@ func TestPushPanic(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "poison") && strings.Count(logs.String(), "poison") != strings.Count(logs.String(), "m-poison") {
 		t.Errorf("the log carries the message's content: %s", logs.String())
-	}
-
-	e, err := pubsubevent.New(&pubsubevent.Message{ID: "ce-1", Data: []byte("poison")}, "projects/p/topics/t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.CloudEvent(context.Background(), e); err == nil || !strings.Contains(err.Error(), "panicked") {
-		t.Errorf("CloudEvent(poison) = %v, want a panicked error", err)
 	}
 }

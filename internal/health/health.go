@@ -279,3 +279,19 @@ func (c *Checker) CheckAll(ctx context.Context) (*Summary, error) {
 	wg.Wait()
 	return sum, nil
 }
+
+// Run is the scheduled health check: it checks every account and logs the
+// summary. Only a registry that cannot be listed is an error, which asks
+// Pub/Sub to redeliver the trigger. Failures of single accounts are not:
+// the next scheduled run checks them again, while a redelivery would check
+// every account once more.
+func (c *Checker) Run(ctx context.Context) (*Summary, error) {
+	sum, err := c.CheckAll(ctx)
+	if err != nil {
+		logging.FromContext(ctx).ErrorContext(ctx, "health check could not list the accounts; the trigger will be redelivered", "error", err)
+		return nil, fmt.Errorf("health.Run: %w", err)
+	}
+	logging.FromContext(ctx).InfoContext(ctx, "health check finished", "checked", sum.Checked, "valid", sum.Valid,
+		"expiring", sum.Expiring, "reauth_required", sum.Reauth, "errors", sum.Errors)
+	return sum, nil
+}

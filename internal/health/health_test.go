@@ -2,6 +2,10 @@ package health_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -9,7 +13,9 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/events"
 	"github.com/gmailrelay/gmailrelay/internal/googletest"
 	"github.com/gmailrelay/gmailrelay/internal/health"
+	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
+	"github.com/gmailrelay/gmailrelay/internal/testenv"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
 )
 
@@ -186,5 +192,63 @@ func TestDisconnectedIsSkipped(t *testing.T) {
 	}
 	if st.Sandbox.Stats().TokenRefreshes != before {
 		t.Error("a disconnected account was refreshed")
+	}
+}
+
+// unlistable is a registry whose List fails, as Firestore's does when it is
+// unavailable.
+type unlistable struct{ health.Accounts }
+
+func (unlistable) List(context.Context) ([]*registry.Account, error) {
+	return nil, errors.New("firestore unavailable")
+}
+
+// TestRun: the scheduled run logs its summary and asks for a redelivery
+// only when the registry cannot be listed, never for one account's failure.
+func TestRun(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name        string
+		unlistable  bool
+		wantErr     bool
+		wantMessage string
+		wantFields  map[string]float64
+	}{
+		{name: "one dead token is no redelivery", wantMessage: "health check finished",
+			wantFields: map[string]float64{"checked": 2, "valid": 1, "reauth_required": 1, "errors": 0, "expiring": 0}},
+		{name: "registry down is a redelivery", unlistable: true, wantErr: true, wantMessage: "health check could not list the accounts"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, st, _ := newChecker(t)
+			st.Connect(t, "alice@example.com")
+			st.Connect(t, "bob@example.com")
+			st.Sandbox.RevokeAll("alice@example.com")
+			if tc.unlistable {
+				c.Accounts = unlistable{c.Accounts}
+			}
+			var logs testenv.SyncBuffer
+			ctx := logging.WithLogger(context.Background(), logging.New(&logs, slog.LevelInfo))
+			sum, err := c.Run(ctx)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Run = %+v, %v; want error %v", sum, err, tc.wantErr)
+			}
+			var entry map[string]any
+			for l := range strings.Lines(logs.String()) {
+				var e map[string]any
+				if json.Unmarshal([]byte(l), &e) == nil && strings.HasPrefix(e["message"].(string), tc.wantMessage) {
+					entry = e
+				}
+			}
+			if entry == nil {
+				t.Fatalf("no log entry %q in:\n%s", tc.wantMessage, logs.String())
+			}
+			for k, want := range tc.wantFields {
+				if got, _ := entry[k].(float64); got != want {
+					t.Errorf("summary log %s = %v, want %v (%v)", k, entry[k], want, entry)
+				}
+			}
+		})
 	}
 }
