@@ -1,6 +1,6 @@
-// Package pubsubevent decodes a Pub/Sub message from the body of a push
-// request, or from the CloudEvent (type
-// google.cloud.pubsub.topic.v1.messagePublished) whose data is that body.
+// Package pubsubevent reads a Pub/Sub message from the body of a push
+// request, and writes that body for the dev server and tests, which push
+// to the functions as Pub/Sub does.
 package pubsubevent
 
 import (
@@ -8,12 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/cloudevents/sdk-go/v2/event"
 )
-
-// Type is the CloudEvent type of a published Pub/Sub message.
-const Type = "google.cloud.pubsub.topic.v1.messagePublished"
 
 // Message is the Pub/Sub message inside the event.
 type Message struct {
@@ -27,31 +22,22 @@ type Message struct {
 	Subscription    string
 }
 
-// wire is the push body, and a messagePublished event's data. Pub/Sub
-// sends the message ID in both spellings; data is base64, which
+// wire is the push body. Pub/Sub sends the message ID in both spellings; data is base64, which
 // json.Unmarshal decodes into the []byte.
 type wire struct {
 	Message struct {
 		Data        []byte            `json:"data"`
-		Attributes  map[string]string `json:"attributes"`
+		Attributes  map[string]string `json:"attributes,omitempty"`
 		MessageID   string            `json:"messageId"`
-		MessageID2  string            `json:"message_id"`
+		MessageID2  string            `json:"message_id,omitempty"`
 		PublishTime time.Time         `json:"publishTime"`
 	} `json:"message"`
 	Subscription    string `json:"subscription"`
-	DeliveryAttempt int    `json:"deliveryAttempt"`
+	DeliveryAttempt int    `json:"deliveryAttempt,omitempty"`
 }
 
-// Decode extracts the Pub/Sub message from e.
-func Decode(e event.Event) (*Message, error) {
-	if e.Type() != "" && e.Type() != Type {
-		return nil, fmt.Errorf("pubsubevent: event type %q is not %s", e.Type(), Type)
-	}
-	return decode(e.Data(), e.ID())
-}
-
-// DecodePush extracts the Pub/Sub message from the body of a push request,
-// which is the same JSON as a messagePublished event's data. fallbackID
+// DecodePush extracts the Pub/Sub message from the body of a push request.
+// fallbackID
 // (the ce-id header of an Eventarc delivery, say) names a message that
 // carries no ID of its own.
 func DecodePush(body []byte, fallbackID string) (*Message, error) {
@@ -61,7 +47,7 @@ func DecodePush(body []byte, fallbackID string) (*Message, error) {
 func decode(data []byte, fallbackID string) (*Message, error) {
 	var w wire
 	if err := json.Unmarshal(data, &w); err != nil {
-		return nil, fmt.Errorf("pubsubevent: decoding event data: %w", err)
+		return nil, fmt.Errorf("pubsubevent: decoding the push body: %w", err)
 	}
 	id := w.Message.MessageID
 	if id == "" {
@@ -71,7 +57,7 @@ func decode(data []byte, fallbackID string) (*Message, error) {
 		id = fallbackID
 	}
 	if id == "" && len(w.Message.Data) == 0 {
-		return nil, errors.New("pubsubevent: the event carries no Pub/Sub message")
+		return nil, errors.New("pubsubevent: the push body carries no Pub/Sub message")
 	}
 	return &Message{
 		ID: id, Data: w.Message.Data, Attributes: w.Message.Attributes,
@@ -79,25 +65,18 @@ func decode(data []byte, fallbackID string) (*Message, error) {
 	}, nil
 }
 
-// New builds the event that Pub/Sub push would deliver for m, for the dev
-// server and tests.
-func New(m *Message, topic string) (event.Event, error) {
+// EncodePush writes the body Pub/Sub would push for m.
+func EncodePush(m *Message) ([]byte, error) {
 	var w wire
 	w.Message.Data = m.Data
 	w.Message.Attributes = m.Attributes
 	w.Message.MessageID = m.ID
-	w.Message.PublishTime = m.PublishTime
+	w.Message.PublishTime = m.PublishTime.UTC()
 	w.Subscription = m.Subscription
 	w.DeliveryAttempt = m.DeliveryAttempt
-	e := event.New()
-	e.SetID(m.ID)
-	e.SetType(Type)
-	e.SetSource("//pubsub.googleapis.com/" + topic)
-	if !m.PublishTime.IsZero() {
-		e.SetTime(m.PublishTime)
+	b, err := json.Marshal(w)
+	if err != nil {
+		return nil, fmt.Errorf("pubsubevent.EncodePush: %w", err)
 	}
-	if err := e.SetData("application/json", w); err != nil {
-		return e, fmt.Errorf("pubsubevent.New: %w", err)
-	}
-	return e, nil
+	return b, nil
 }

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
-
-	"github.com/cloudevents/sdk-go/v2/event"
 )
 
 // push is the body Pub/Sub pushes, with both spellings of the ID and the
@@ -41,13 +39,13 @@ func TestDecodePush(t *testing.T) {
 			want: &Message{ID: "1", Data: []byte("a")}},
 		{name: "no message", body: `{}`, wantErr: "carries no Pub/Sub message"},
 		{name: "null message", body: `{"message":null}`, wantErr: "carries no Pub/Sub message"},
-		{name: "data not base64", body: `{"message":{"data":"%%%","messageId":"1"}}`, wantErr: "decoding event data"},
-		{name: "data not a string", body: `{"message":{"data":7,"messageId":"1"}}`, wantErr: "decoding event data"},
-		{name: "attempt a string", body: `{"message":{"messageId":"1"},"deliveryAttempt":"2"}`, wantErr: "decoding event data"},
-		{name: "bad publish time", body: `{"message":{"messageId":"1","publishTime":"yesterday"}}`, wantErr: "decoding event data"},
-		{name: "malformed", body: `{"message":{"data":"YQ=="`, wantErr: "decoding event data"},
-		{name: "trailing data", body: `{"message":{"messageId":"1"}} {}`, wantErr: "decoding event data"},
-		{name: "empty", body: ``, wantErr: "decoding event data"},
+		{name: "data not base64", body: `{"message":{"data":"%%%","messageId":"1"}}`, wantErr: "decoding the push body"},
+		{name: "data not a string", body: `{"message":{"data":7,"messageId":"1"}}`, wantErr: "decoding the push body"},
+		{name: "attempt a string", body: `{"message":{"messageId":"1"},"deliveryAttempt":"2"}`, wantErr: "decoding the push body"},
+		{name: "bad publish time", body: `{"message":{"messageId":"1","publishTime":"yesterday"}}`, wantErr: "decoding the push body"},
+		{name: "malformed", body: `{"message":{"data":"YQ=="`, wantErr: "decoding the push body"},
+		{name: "trailing data", body: `{"message":{"messageId":"1"}} {}`, wantErr: "decoding the push body"},
+		{name: "empty", body: ``, wantErr: "decoding the push body"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -108,64 +106,21 @@ func FuzzDecodeWire(f *testing.F) {
 	})
 }
 
-func TestDecode(t *testing.T) {
-	t.Parallel()
-	newEvent := func(id, typ, data string) event.Event {
-		e := event.New()
-		e.SetID(id)
-		e.SetType(typ)
-		e.SetSource("//pubsub.googleapis.com/projects/p/topics/gmail-send")
-		if err := e.SetData("application/json", []byte(data)); err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
-	m, err := Decode(newEvent("ce-1", Type, push(`{"to":["b@example.org"]}`)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := &Message{ID: "136969346945", Data: []byte(`{"to":["b@example.org"]}`), Attributes: map[string]string{"idempotency_key": "order-42"},
-		PublishTime: time.Date(2026, 11, 22, 4, 40, 41, 123e6, time.UTC), DeliveryAttempt: 3, Subscription: "projects/p/subscriptions/gmail-send-push"}
-	if !reflect.DeepEqual(m, want) {
-		t.Errorf("Decode = %+v\nwant %+v", m, want)
-	}
-
-	for _, tc := range []struct {
-		name, id, typ, data string
-		wantID, wantErr     string
-	}{
-		{"message_id only", "ce", Type, `{"message":{"message_id":"9","data":"YQ=="}}`, "9", ""},
-		{"event ID when the message has none", "ce-7", Type, `{"message":{"data":"YQ=="}}`, "ce-7", ""},
-		{"another event type", "ce", "google.cloud.storage.object.v1.finalized", `{}`, "", "is not " + Type},
-		{"no message at all", "", Type, `{}`, "", "carries no Pub/Sub message"},
-		{"not JSON", "ce", Type, `{"message":`, "", "decoding event data"},
-	} {
-		m, err := Decode(newEvent(tc.id, tc.typ, tc.data))
-		switch {
-		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-			t.Errorf("%s: Decode error = %v, want one containing %q", tc.name, err, tc.wantErr)
-		case tc.wantErr == "" && err != nil:
-			t.Errorf("%s: Decode: %v", tc.name, err)
-		case tc.wantErr == "" && m.ID != tc.wantID:
-			t.Errorf("%s: ID = %q, want %q", tc.name, m.ID, tc.wantID)
-		}
-	}
-}
-
-// TestNewRoundTrip: what New builds for the dev server decodes back.
-func TestNewRoundTrip(t *testing.T) {
+// TestEncodeRoundTrip: what EncodePush writes for the dev server decodes
+// back to the same message.
+func TestEncodeRoundTrip(t *testing.T) {
 	t.Parallel()
 	in := &Message{ID: "m1", Data: []byte("hello"), Attributes: map[string]string{"a": "b"},
 		PublishTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), DeliveryAttempt: 2, Subscription: "projects/p/subscriptions/s"}
-	e, err := New(in, "projects/p/topics/t")
+	b, err := EncodePush(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := Decode(e)
+	out, err := DecodePush(b, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(out, in) {
-		t.Errorf("Decode(New(m)) = %+v, want %+v", out, in)
+		t.Errorf("DecodePush(EncodePush(m)) = %+v, want %+v", out, in)
 	}
 }
