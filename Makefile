@@ -21,7 +21,7 @@ FUZZTIME ?= 10m
 .PHONY: help dev send test test-unit lint fuzz bench package deploy destroy clean
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(PORT)/$(PORT)/g' | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 dev: ## Run every function, the sandbox Google and embedded Pub/Sub on localhost:$(PORT).
 	go run ./scripts/dev
