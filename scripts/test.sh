@@ -21,4 +21,18 @@ echo "GCLOUD_PUBSUB_EMULATOR_HOST=${GCLOUD_PUBSUB_EMULATOR_HOST:-<not running>}"
 echo "== integration, end-to-end and browser tests"
 mkdir -p artifacts
 export TEST_ARTIFACTS_DIR="${TEST_ARTIFACTS_DIR:-$PWD/artifacts}"
-go test -race -shuffle=on -count=1 -timeout 15m ./...
+mkdir -p "$TEST_ARTIFACTS_DIR"
+log="$TEST_ARTIFACTS_DIR/go-test.log"
+status=0
+go test -race -shuffle=on -count=1 -timeout 15m -v ./... >"$log" 2>&1 || status=$?
+if [[ $status -eq 0 ]]; then
+  # Package lines and every skip with its reason; the full log is in $log.
+  grep -E '^(ok|FAIL|\?) ' "$log" | grep -v 'no test files' || true
+  grep -E -A1 -- '--- SKIP' "$log" | grep -v '^--$' || true
+else
+  # Everything but the passing tests' progress lines, so each failure shows with its messages.
+  grep -v -E '^\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS)' "$log" || true
+fi
+summary() { grep -c -E -- "^\s*--- $1" "$log" || true; }
+echo "== summary: $(summary PASS) passed, $(summary FAIL) failed, $(summary SKIP) skipped (tests and subtests); full log: $log"
+exit "$status"
