@@ -13,7 +13,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
@@ -68,7 +70,21 @@ func run() error {
 		data = buf.Bytes()
 	}
 
-	ctx := context.Background()
+	// Every step, not just the wait for the result, is bounded, so a wrong
+	// address fails in seconds instead of at the gRPC default.
+	limit := *wait
+	if limit <= 0 {
+		limit = 30 * time.Second
+	}
+	ctx, stop := context.WithTimeout(context.Background(), limit)
+	defer stop()
+	if host := os.Getenv("PUBSUB_EMULATOR_HOST"); host != "" {
+		conn, err := (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, "tcp", host)
+		if err != nil {
+			return fmt.Errorf("nothing listens on PUBSUB_EMULATOR_HOST=%s (is `make dev` running, and on that PUBSUB_PORT?): %w", host, err)
+		}
+		conn.Close()
+	}
 	client, err := pubsub.NewClient(ctx, *project)
 	if err != nil {
 		return fmt.Errorf("Pub/Sub client: %w", err)
@@ -100,7 +116,7 @@ func run() error {
 		return nil
 	}
 
-	wctx, cancel := context.WithTimeout(ctx, *wait)
+	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var result []byte
 	err = client.Subscriber(sub).Receive(wctx, func(_ context.Context, m *pubsub.Message) {
@@ -118,11 +134,15 @@ func run() error {
 	}
 	fmt.Printf("result: %s\n", bytes.TrimSpace(result))
 	var ev struct {
-		Status string `json:"status"`
+		Status string          `json:"status"`
+		Error  json.RawMessage `json:"error"`
 	}
 	_ = json.Unmarshal(result, &ev)
-	if ev.Status == "failed" {
+	switch {
+	case ev.Status == "failed":
 		return errors.New("the relay reported a failure (see result above)")
+	case ev.Status == "duplicate" && len(ev.Error) > 0 && string(ev.Error) != "null":
+		return errors.New("this idempotency_key was used before, by a request that failed (see result above); publish the corrected request with a new idempotency_key")
 	}
 	return nil
 }
