@@ -1,0 +1,52 @@
+package message
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// TestExamples: every sample request README points publishers to is valid
+// against the published schema, is accepted by Decode, and becomes a
+// message (composed, or a raw message that passes the raw checks).
+func TestExamples(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../../scripts/examples/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples in scripts/examples (%v)", err)
+	}
+	sch := compileSchema(t)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			t.Parallel()
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+			if err != nil {
+				t.Fatalf("not JSON: %v", err)
+			}
+			if err := sch.Validate(doc); err != nil {
+				t.Errorf("the schema refuses it: %v", err)
+			}
+			req, err := Decode(data)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if len(req.Raw) > 0 {
+				if err := CheckRaw(req.Raw, req.Account); err != nil {
+					t.Errorf("CheckRaw: %v", err)
+				}
+				return
+			}
+			if _, err := Compose(req, ComposeOptions{Now: time.Now(), MessageIDKey: "example"}); err != nil {
+				t.Errorf("Compose: %v", err)
+			}
+		})
+	}
+}
