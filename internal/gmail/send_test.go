@@ -177,7 +177,7 @@ func TestSendFaults(t *testing.T) {
 		{sandbox.UserRateLimit403, gmail.CodeRateLimited, true, false, false},
 		{sandbox.ServerError500, gmail.CodeGmailError, true, false, false},
 		{sandbox.Unavailable503, gmail.CodeGmailError, true, false, false},
-		{sandbox.DailyLimit403, gmail.CodeDailyLimit, false, false, false},
+		{sandbox.ProjectQuota403, gmail.CodeProjectQuota, true, false, false},
 		{sandbox.MailDisabled400, gmail.CodeMailDisabled, false, false, false},
 		{sandbox.APIDisabled403, gmail.CodeGmailError, false, false, false},
 		{sandbox.HangAfterBody, gmail.CodeGmailError, true, true, true},
@@ -215,8 +215,8 @@ func TestSendFaults(t *testing.T) {
 				if got := errors.Is(err, gmail.ErrBodySent); got != c.ambiguous {
 					t.Errorf("errors.Is(err, ErrBodySent) = %v", got)
 				}
-				if c.fault == sandbox.RateLimit429 && !f.RetryAfter.Equal(now.Add(90*time.Second)) {
-					t.Errorf("RetryAfter = %v; want the sandbox's %v", f.RetryAfter, now.Add(90*time.Second))
+				if c.fault == sandbox.RateLimit429 && !f.RetryAt.Equal(now.Add(90*time.Second)) {
+					t.Errorf("RetryAt = %v; want the sandbox's %v", f.RetryAt, now.Add(90*time.Second))
 				}
 				if c.fault == sandbox.APIDisabled403 && !strings.Contains(f.Message, "https://console.developers.google.com/apis/api/gmail.googleapis.com/overview?project=") {
 					t.Errorf("message %q lacks the activation link", f.Message)
@@ -250,7 +250,7 @@ func TestSendAuthFailures(t *testing.T) {
 		}
 		_, err = gmail.Send(context.Background(), svc, message(t, 1024), "")
 		f := gmail.Classify(err, time.Now())
-		if !f.Unauthorized || f.Code != gmail.CodeReauthRequired || f.Ambiguous || errors.Is(err, gmail.ErrBodySent) {
+		if !f.Unauthorized || f.Code != gmail.CodeGmailError || !f.Retryable || f.Ambiguous || errors.Is(err, gmail.ErrBodySent) {
 			t.Errorf("Classify(%v) = %+v; want Unauthorized", err, f)
 		}
 	})

@@ -3,6 +3,7 @@ package oauth
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/oauth2"
 )
@@ -92,6 +93,55 @@ func ExplainExchangeError(err error) *Problem {
 		Title:   "Google refused the exchange",
 		Message: "Google says: " + desc + ".",
 		Fix:     "Nothing was saved. Connect again; if it persists, give the operator this error code.",
+	}
+}
+
+// The error_description values of Google's invalid_grant answers to a
+// refresh that ExplainInvalidGrant tells apart.
+const (
+	DescriptionRevoked     = "Token has been expired or revoked."
+	DescriptionBadRequest  = "Bad Request"
+	DescriptionInvalidRAPT = "reauth related error (invalid_rapt)"
+)
+
+// ExplainInvalidGrant says why Google refused a refresh token with
+// invalid_grant, from its error_description and error_subtype, and what
+// the mailbox's owner or administrator can do. Each variant has its own
+// explanation: a dead token (revoked, expired, or no longer known), or a
+// Workspace session-control policy that wants the user to sign in again,
+// where the token is not dead and the 7-day expiry of Testing apps has
+// nothing to do with it.
+func ExplainInvalidGrant(description, subtype string) *Problem {
+	const code = "reauth_required"
+	// Google's reasons a refresh token stops working
+	// (https://developers.google.com/identity/protocols/oauth2#expiration).
+	const deadCauses = "the owner removed the app's access, changed the password (the token carries a Gmail scope), " +
+		"did not use it for six months, or connected the app more than 100 times (the oldest token is dropped); " +
+		"and if the OAuth app is in Testing status, Google expires its tokens 7 days after they were issued"
+	switch {
+	case subtype == "invalid_rapt" || subtype == "rapt_required" || strings.Contains(description, "invalid_rapt"):
+		return &Problem{Code: code, Status: 400,
+			Title:   "The Workspace session must be renewed",
+			Message: "Google refused the mailbox's refresh token (" + orDefault(description, "invalid_rapt") + "): the Workspace domain's session control requires the user to sign in again after a set time. The grant itself was not revoked.",
+			Fix:     "The owner must reconnect the mailbox. To stop this recurring, a Workspace administrator can mark the relay's OAuth client ID as Trusted, or exempt it from re-authentication, under Admin console → Security → Access and data control → Google Cloud session control.",
+		}
+	case description == DescriptionRevoked:
+		return &Problem{Code: code, Status: 400,
+			Title:   "The mailbox's access was revoked or has expired",
+			Message: "Google refused the mailbox's refresh token (" + description + "). It happens when " + deadCauses + ".",
+			Fix:     "The owner must reconnect the mailbox from the connect link. If the app is in Testing status, publish it to Production so that tokens stop expiring after 7 days.",
+		}
+	case description == DescriptionBadRequest:
+		return &Problem{Code: code, Status: 400,
+			Title:   "Google no longer recognises the mailbox's token",
+			Message: "Google refused the mailbox's refresh token (Bad Request), which it answers for a token that died some time ago and was refused before as \"expired or revoked\". It died because " + deadCauses + ".",
+			Fix:     "The owner must reconnect the mailbox from the connect link. If the app is in Testing status, publish it to Production so that tokens stop expiring after 7 days.",
+		}
+	}
+	return &Problem{Code: code, Status: 400,
+		Title:   "Google refused the mailbox's token",
+		Message: "Google refused the mailbox's refresh token (" + orDefault(description, "invalid_grant") + ").",
+		Fix:     "The owner must reconnect the mailbox from the connect link.",
 	}
 }
 

@@ -30,6 +30,9 @@ type Error struct {
 	Message      string `json:"message"`
 	Retryable    bool   `json:"retryable"`
 	ReconnectURL string `json:"reconnect_url,omitempty"`
+	// RetryAt is when Google said the request can succeed (a daily
+	// sending cap, the project's quota reset), in RFC 3339.
+	RetryAt time.Time `json:"retry_at,omitzero"`
 }
 
 // Event is one result.

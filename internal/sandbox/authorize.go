@@ -378,7 +378,10 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, ar *authRequest
 	extra.Set("code", code)
 	extra.Set("scope", strings.Join(granted, " "))
 	extra.Set("authuser", "0")
-	if hd := hostedDomain(email); hd != "" {
+	s.mu.Lock()
+	hd := s.hostedDomainLocked(email)
+	s.mu.Unlock()
+	if hd != "" {
 		extra.Set("hd", hd)
 	}
 	if !ar.PromptNone {

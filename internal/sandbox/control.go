@@ -25,7 +25,10 @@ import (
 //	POST   /sandbox/revoke        {"refresh_token": "..."} or {"email": "..."}
 //	POST   /sandbox/expire        {"email": "..."}
 //	POST   /sandbox/latency       {"latency": "250ms"}
-//	POST   /sandbox/faults        {"email": "", "fault": "RateLimit429", "count": 1}
+//	POST   /sandbox/faults        {"email": "", "fault": "RateLimit429", "count": 1}, or a verbatim
+//	                              {"email": "", "response": {"status": 429, "headers": {"Retry-After": "30"},
+//	                              "body": "..."}, "count": 1, "endpoint": "send" or "token"}
+//	POST   /sandbox/consumer      {"domain": "example.org", "consumer": true}: no Gmail, no hd
 //	DELETE /sandbox/faults        drop queued faults
 //	POST   /sandbox/fault-rates   {"seed": 1, "rates": {"ServerError500": 0.05}}
 //	POST   /sandbox/rate          {"per_second": 1, "burst": 5}
@@ -58,6 +61,7 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})
 	mux.HandleFunc("POST /sandbox/fault-rates", s.ctlFaultRates)
+	mux.HandleFunc("POST /sandbox/consumer", s.ctlConsumer)
 	mux.HandleFunc("POST /sandbox/rate", s.ctlRate)
 	mux.HandleFunc("POST /sandbox/deny", s.ctlDeny)
 	mux.HandleFunc("POST /sandbox/verified", s.ctlVerified)
@@ -142,9 +146,11 @@ func (s *Server) ctlLatency(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) ctlFaults(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Email string `json:"email"`
-		Fault Fault  `json:"fault"`
-		Count *int   `json:"count"`
+		Email    string    `json:"email"`
+		Fault    Fault     `json:"fault"`
+		Response *Response `json:"response"`
+		Endpoint Endpoint  `json:"endpoint"`
+		Count    *int      `json:"count"`
 	}
 	if !decodeControl(w, r, &req) {
 		return
@@ -153,11 +159,60 @@ func (s *Server) ctlFaults(w http.ResponseWriter, r *http.Request) {
 	if req.Count != nil {
 		n = *req.Count
 	}
-	if err := s.InjectGmailErrors(req.Email, req.Fault, n); err != nil {
-		writeJSON(w, http.StatusBadRequest, ctlError{fmt.Sprintf("%v; faults: %v", err, allFaults)})
+	var err error
+	switch {
+	case (req.Fault == "") == (req.Response == nil):
+		err = errors.New("give exactly one of fault and response")
+	case req.Response != nil && (req.Endpoint == "" || req.Endpoint == EndpointSend):
+		err = s.InjectResponse(req.Email, *req.Response, n)
+	case req.Response != nil && req.Endpoint == EndpointToken:
+		err = s.InjectTokenResponse(req.Email, *req.Response, n)
+	case req.Response != nil:
+		err = fmt.Errorf("endpoint must be %q (the default) or %q", EndpointSend, EndpointToken)
+	case req.Endpoint != "" && req.Endpoint != req.Fault.endpoint():
+		err = fmt.Errorf("a named fault is served where it belongs (%s at %q); leave endpoint out", req.Fault, req.Fault.endpoint())
+	default:
+		if err = s.InjectGmailErrors(req.Email, req.Fault, n); err != nil {
+			err = fmt.Errorf("%v; faults: %v", err, allFaults)
+		}
+	}
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, ctlError{err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"email": normalizeEmail(req.Email), "fault": req.Fault, "count": n})
+	out := map[string]any{"email": normalizeEmail(req.Email), "count": n}
+	if req.Response != nil {
+		out["response"] = req.Response
+		out["endpoint"] = orEndpoint(req.Endpoint)
+	} else {
+		out["fault"] = req.Fault
+		out["endpoint"] = req.Fault.endpoint()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func orEndpoint(e Endpoint) Endpoint {
+	if e == "" {
+		return EndpointSend
+	}
+	return e
+}
+
+func (s *Server) ctlConsumer(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Domain   string `json:"domain"`
+		Consumer *bool  `json:"consumer"`
+	}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	d := strings.TrimSpace(req.Domain)
+	if d == "" || strings.Contains(d, "@") || req.Consumer == nil {
+		writeJSON(w, http.StatusBadRequest, ctlError{"domain (without @) and consumer are required"})
+		return
+	}
+	s.SetConsumerDomain(d, *req.Consumer)
+	writeJSON(w, http.StatusOK, map[string]any{"domain": strings.ToLower(d), "consumer": *req.Consumer})
 }
 
 func (s *Server) ctlFaultRates(w http.ResponseWriter, r *http.Request) {
@@ -351,7 +406,14 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 		if inj.remaining > 0 {
 			n = fmt.Sprintf("%d more", inj.remaining)
 		}
-		p.Faults = append(p.Faults, fmt.Sprintf("%s for %s (%s)", inj.fault, who, n))
+		what := string(inj.fault)
+		if inj.resp != nil {
+			what = fmt.Sprintf("verbatim %d", inj.resp.Status)
+		}
+		if inj.at == EndpointToken {
+			what += " at the token endpoint"
+		}
+		p.Faults = append(p.Faults, fmt.Sprintf("%s for %s (%s)", what, who, n))
 	}
 	for _, fr := range s.rates {
 		p.Faults = append(p.Faults, fmt.Sprintf("%s at random, p=%g", fr.fault, fr.p))
@@ -376,7 +438,7 @@ Nothing sent here leaves this machine: accepted messages are written as .eml fil
 <code>/gmail/v1/users/{userId}/messages/send</code>, <code>/upload/gmail/v1/users/{userId}/messages/send</code>.
 Control (JSON): <code>/sandbox/outbox</code>, <code>/sandbox/accounts</code>, <code>/sandbox/stats</code>, and POST
 <code>/sandbox/revoke</code>, <code>expire</code>, <code>latency</code>, <code>faults</code>, <code>fault-rates</code>,
-<code>rate</code>, <code>deny</code>, <code>verified</code>, <code>rotate</code>, <code>reset</code>.</p>
+<code>rate</code>, <code>deny</code>, <code>verified</code>, <code>rotate</code>, <code>consumer</code>, <code>reset</code>.</p>
 
 <h2>Knobs</h2>
 <ul>

@@ -47,7 +47,7 @@ func TestControlSurface(t *testing.T) {
 	}
 
 	// Faults.
-	if code, body := e.control("POST", "/sandbox/faults", `{"fault":"DailyLimit403","count":1}`); code != 200 {
+	if code, body := e.control("POST", "/sandbox/faults", `{"fault":"ProjectQuota403","count":1}`); code != 200 {
 		t.Fatalf("faults: %d %s", code, body)
 	}
 	if g := asGoogleErr(t, send()); g.Code != 403 || !contains(reasons(g), "dailyLimitExceeded") {

@@ -3,41 +3,70 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
-// Fault is a failure the sandbox's Gmail can be told to produce. Each one
-// answers with the status, reason, status string and message Gmail uses.
+// Fault is a failure the sandbox's Gmail (or, for the Token faults, its
+// token endpoint) can be told to produce. Each one answers with a body
+// Google really sends: bodies.go cites the source of each.
 type Fault string
 
-// The faults Gmail is known to produce on users.messages.send.
+// The faults Google is known to produce on users.messages.send.
 const (
-	// RateLimit429 is the per-user sending limit: 429 rateLimitExceeded
-	// (domain usageLimits, RESOURCE_EXHAUSTED) with the message "User-rate
-	// limit exceeded.  Retry after <RFC 3339 time> (Mail sending)" and a
-	// Retry-After header. The time is SetFaultRetryAfter from now.
+	// RateLimit429 is a mailbox's sending limit, with a retry time near:
+	// 429 rateLimitExceeded "User-rate limit exceeded.  Retry after <RFC
+	// 3339 time> (Mail sending)", the time SetFaultRetryAfter from now.
 	RateLimit429 Fault = "RateLimit429"
+	// DailyLimit429 is the same answer once the mailbox's daily sending cap
+	// is reached: the time is hours away (DailyLimitRetryAfter), and moves
+	// later while Gmail keeps refusing.
+	DailyLimit429 Fault = "DailyLimit429"
+	// ResourceExhausted429 is 429 rateLimitExceeded "Resource has been
+	// exhausted (e.g. check quota).", without a retry time.
+	ResourceExhausted429 Fault = "ResourceExhausted429"
 	// UserRateLimit403 is the older per-user quota answer: 403
 	// userRateLimitExceeded.
 	UserRateLimit403 Fault = "UserRateLimit403"
+	// RateLimit403 is 403 rateLimitExceeded "Quota exceeded for quota
+	// metric 'Queries' and limit 'Queries per minute per user' …".
+	RateLimit403 Fault = "RateLimit403"
 	// ServerError500 is 500 backendError.
 	ServerError500 Fault = "ServerError500"
 	// Unavailable503 is 503 "The service is currently unavailable."
 	Unavailable503 Fault = "Unavailable503"
-	// DailyLimit403 is 403 dailyLimitExceeded (domain usageLimits), the
-	// daily sending cap.
-	DailyLimit403 Fault = "DailyLimit403"
+	// ProjectQuota403 is 403 dailyLimitExceeded "Daily Limit Exceeded. The
+	// quota will be reset at midnight Pacific Time (PT). …": the Cloud
+	// project's API quota, not the mailbox's.
+	ProjectQuota403 Fault = "ProjectQuota403"
 	// MailDisabled400 is 400 failedPrecondition "Mail service not enabled":
-	// the account has no Gmail.
+	// the account has no Gmail. It is also what every send of an account on
+	// a consumer domain gets (SetConsumerDomain).
 	MailDisabled400 Fault = "MailDisabled400"
+	// PreconditionFailed400 is 400 failedPrecondition "Precondition check
+	// failed.", which Gmail returns intermittently.
+	PreconditionFailed400 Fault = "PreconditionFailed400"
+	// DomainPolicy403 is 403 domainPolicy "The domain administrators have
+	// disabled Gmail apps."
+	DomainPolicy403 Fault = "DomainPolicy403"
+	// Unauthenticated401 is 401 authError on a token the sandbox had
+	// accepted: what Gmail answers, intermittently, to a valid token.
+	Unauthenticated401 Fault = "Unauthenticated401"
 	// APIDisabled403 is 403 accessNotConfigured: the Gmail API is not
 	// enabled in the client's Cloud project.
 	APIDisabled403 Fault = "APIDisabled403"
+	// TooLarge413 is Google's front-end HTML page for 413.
+	TooLarge413 Fault = "TooLarge413"
+	// BadRequestHTML400 is the front end's HTML 400 page, which it answered
+	// an oversized JSON send with.
+	BadRequestHTML400 Fault = "BadRequestHTML400"
 	// HangAfterBody reads the whole request, accepts the message into the
 	// outbox as Gmail may have done, and then never answers: the request
 	// ends only when the client gives up (its context ends) or Close is
@@ -49,11 +78,29 @@ const (
 	ResetAfterBody Fault = "ResetAfterBody"
 )
 
+// The faults of the token endpoint, served to refresh_token grants of the
+// account instead of a new access token.
+const (
+	// TokenRevoked is 400 invalid_grant "Token has been expired or
+	// revoked."
+	TokenRevoked Fault = "TokenRevoked"
+	// TokenBadRequest is 400 invalid_grant "Bad Request", what Google
+	// answers for the same dead token later on.
+	TokenBadRequest Fault = "TokenBadRequest"
+	// TokenInvalidRAPT is 400 invalid_grant "reauth related error
+	// (invalid_rapt)": a Workspace session-control policy wants the user to
+	// sign in again.
+	TokenInvalidRAPT Fault = "TokenInvalidRAPT"
+)
+
 // allFaults fixes the order in which random fault rates are applied, so
 // that a seed always gives the same sequence.
 var allFaults = []Fault{
 	RateLimit429, UserRateLimit403, ServerError500, Unavailable503,
-	DailyLimit403, MailDisabled400, APIDisabled403, HangAfterBody, ResetAfterBody,
+	ProjectQuota403, MailDisabled400, APIDisabled403, HangAfterBody, ResetAfterBody,
+	DailyLimit429, ResourceExhausted429, RateLimit403, PreconditionFailed400,
+	DomainPolicy403, Unauthenticated401, TooLarge413, BadRequestHTML400,
+	TokenRevoked, TokenBadRequest, TokenInvalidRAPT,
 }
 
 // Valid reports whether f is one of the sandbox's faults.
@@ -66,6 +113,60 @@ func (f Fault) Valid() bool {
 	return false
 }
 
+// endpoint is where a fault is served.
+func (f Fault) endpoint() Endpoint {
+	switch f {
+	case TokenRevoked, TokenBadRequest, TokenInvalidRAPT:
+		return EndpointToken
+	}
+	return EndpointSend
+}
+
+// Endpoint names where an injected answer is served.
+type Endpoint string
+
+// The endpoints injections are served at.
+const (
+	// EndpointSend is users.messages.send, in either form.
+	EndpointSend Endpoint = "send"
+	// EndpointToken is the token endpoint's refresh_token grant.
+	EndpointToken Endpoint = "token"
+)
+
+// Response is a verbatim answer: the status, the headers and the body are
+// sent exactly as given. Without a Content-Type header, a body starting
+// with "{" is sent as JSON and one starting with "<" as HTML, as Google
+// labels them.
+type Response struct {
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Body    string            `json:"body"`
+}
+
+func (r Response) validate() error {
+	if r.Status < 200 || r.Status > 599 {
+		return fmt.Errorf("sandbox: response status %d is not an HTTP status", r.Status)
+	}
+	for k := range r.Headers {
+		if k == "" || strings.ContainsAny(k, " :\r\n") {
+			return fmt.Errorf("sandbox: response header name %q is invalid", k)
+		}
+	}
+	return nil
+}
+
+func (r Response) write(w http.ResponseWriter) {
+	for k, v := range r.Headers {
+		w.Header().Set(k, v)
+	}
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", contentTypeFor(r.Body))
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(r.Body)))
+	w.WriteHeader(r.Status)
+	_, _ = io.WriteString(w, r.Body)
+}
+
 // afterBody faults act once the message is stored; the others answer before
 // it is.
 func (f Fault) afterBody() bool { return f == HangAfterBody || f == ResetAfterBody }
@@ -74,10 +175,16 @@ func (f Fault) afterBody() bool { return f == HangAfterBody || f == ResetAfterBo
 // Gmail often says about 15 minutes; a minute keeps `make dev` usable.
 const defaultFaultRetryAfter = time.Minute
 
+// DailyLimitRetryAfter is how far ahead DailyLimit429 says to retry: the
+// daily cap holds a mailbox for hours.
+const DailyLimitRetryAfter = 3 * time.Hour
+
 type injection struct {
 	email     string // "" matches any account
-	fault     Fault
-	remaining int // < 0 means forever
+	at        Endpoint
+	fault     Fault     // a named fault, or
+	resp      *Response // a verbatim answer
+	remaining int       // < 0 means forever
 }
 
 type faultRate struct {
@@ -96,6 +203,9 @@ type knobs struct {
 	ratePerSecond   float64
 	burst           int
 	faultRetryAfter time.Duration
+	// consumer holds domains whose Google accounts have no Gmail: no hd
+	// claim, and every send answers "Mail service not enabled".
+	consumer map[string]bool
 }
 
 func (k *knobs) reset() {
@@ -103,6 +213,7 @@ func (k *knobs) reset() {
 		denyWith:        make(map[string]string),
 		unverified:      make(map[string]bool),
 		faultRetryAfter: defaultFaultRetryAfter,
+		consumer:        make(map[string]bool),
 	}
 }
 
@@ -227,17 +338,80 @@ func (s *Server) SetLatency(d time.Duration) {
 // resends a last chunk whose answer was lost and the sandbox repeats its
 // answer, ResetAfterBody on a resumable upload heals without a duplicate.
 // An after-body fault drawn by a send that then fails validation is spent.
+// The Token faults are served instead to the account's next n refresh
+// grants at the token endpoint.
 func (s *Server) InjectGmailErrors(email string, f Fault, n int) error {
 	if !f.Valid() {
 		return fmt.Errorf("sandbox: unknown fault %q", f)
 	}
-	if n == 0 {
-		return nil
+	s.queue(&injection{email: normalizeEmail(email), at: f.endpoint(), fault: f, remaining: n})
+	return nil
+}
+
+// InjectResponse queues a verbatim answer for the next n sends of email
+// ("" for any account; n < 0 for every send), served like a named fault of
+// InjectGmailErrors: after the credentials are checked, in the order
+// queued.
+func (s *Server) InjectResponse(email string, r Response, n int) error {
+	return s.injectResponse(email, EndpointSend, r, n)
+}
+
+// InjectTokenResponse queues a verbatim answer for the next n refresh
+// grants of email at the token endpoint ("" for any account), served in
+// place of a new access token once the refresh token is recognised.
+func (s *Server) InjectTokenResponse(email string, r Response, n int) error {
+	return s.injectResponse(email, EndpointToken, r, n)
+}
+
+func (s *Server) injectResponse(email string, at Endpoint, r Response, n int) error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	r.Headers = maps.Clone(r.Headers)
+	s.queue(&injection{email: normalizeEmail(email), at: at, resp: &r, remaining: n})
+	return nil
+}
+
+func (s *Server) queue(inj *injection) {
+	if inj.remaining == 0 {
+		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.knobs.injections = append(s.knobs.injections, &injection{email: normalizeEmail(email), fault: f, remaining: n})
-	return nil
+	s.knobs.injections = append(s.knobs.injections, inj)
+}
+
+// SetConsumerDomain marks domain as one whose Google accounts are consumer
+// accounts without Gmail (a Google account made on a non-Gmail address),
+// or, with consumer false, as a Workspace domain again. Such accounts get
+// no hd claim or parameter, and every send answers 400 "Mail service not
+// enabled". gmail.com and googlemail.com are always consumer accounts with
+// Gmail; every other domain is Workspace unless marked.
+func (s *Server) SetConsumerDomain(domain string, consumer bool) {
+	domain = strings.ToLower(strings.TrimSpace(domain))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if consumer {
+		s.knobs.consumer[domain] = true
+	} else {
+		delete(s.knobs.consumer, domain)
+	}
+}
+
+// consumerWithoutGmailLocked reports whether email is on a domain marked
+// by SetConsumerDomain.
+func (s *Server) consumerWithoutGmailLocked(email string) bool {
+	_, domain, ok := strings.Cut(email, "@")
+	return ok && s.knobs.consumer[domain]
+}
+
+// hostedDomainLocked is the hd claim: absent for consumer accounts, the
+// domain for Workspace ones.
+func (s *Server) hostedDomainLocked(email string) string {
+	if s.consumerWithoutGmailLocked(email) {
+		return ""
+	}
+	return hostedDomain(email)
 }
 
 // ClearGmailErrors drops every queued injection.
@@ -270,6 +444,9 @@ func (s *Server) SetFaultRates(seed int64, rates map[Fault]float64) error {
 		if !f.Valid() {
 			return fmt.Errorf("sandbox: unknown fault %q", f)
 		}
+		if f.endpoint() != EndpointSend {
+			return fmt.Errorf("sandbox: %s is a token endpoint fault; random rates apply to sends", f)
+		}
 	}
 	if sum > 1+1e-9 {
 		return fmt.Errorf("sandbox: fault rates add up to %v, more than 1", sum)
@@ -300,7 +477,8 @@ func (s *Server) SetSendRate(perUserPerSecond float64, burst int) {
 }
 
 // SetFaultRetryAfter sets how far ahead an injected RateLimit429 tells the
-// client to retry (default one minute).
+// client to retry (default one minute; DailyLimit429 says
+// DailyLimitRetryAfter).
 func (s *Server) SetFaultRetryAfter(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -308,7 +486,7 @@ func (s *Server) SetFaultRetryAfter(d time.Duration) {
 }
 
 // Reset restores every knob (deny, unverified, rotation, latency, faults,
-// rates) and zeroes the counters. Tokens, consents and the outbox stay.
+// rates, consumer domains) and zeroes the counters. Tokens, consents and the outbox stay.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	s.knobs.reset()
@@ -319,12 +497,32 @@ func (s *Server) Reset() {
 }
 
 // pickFault decides the fault, if any, for one send of email: a queued
-// injection first, then a random draw.
-func (s *Server) pickFault(email string) (Fault, bool) {
+// injection first, then a random draw. A verbatim injection comes back as
+// resp.
+func (s *Server) pickFault(email string) (Fault, *Response, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if inj := s.takeInjectionLocked(email, EndpointSend); inj != nil {
+		return inj.fault, inj.resp, true
+	}
+	if s.rng != nil {
+		x := s.rng.Float64()
+		acc := 0.0
+		for _, fr := range s.rates {
+			acc += fr.p
+			if x < acc {
+				return fr.fault, nil, true
+			}
+		}
+	}
+	return "", nil, false
+}
+
+// takeInjectionLocked consumes the first injection queued for email at
+// the endpoint.
+func (s *Server) takeInjectionLocked(email string, at Endpoint) *injection {
 	for i, inj := range s.knobs.injections {
-		if inj.email != "" && inj.email != email {
+		if inj.at != at || (inj.email != "" && inj.email != email) {
 			continue
 		}
 		if inj.remaining > 0 {
@@ -333,19 +531,9 @@ func (s *Server) pickFault(email string) (Fault, bool) {
 				s.knobs.injections = append(s.knobs.injections[:i:i], s.knobs.injections[i+1:]...)
 			}
 		}
-		return inj.fault, true
+		return inj
 	}
-	if s.rng != nil {
-		x := s.rng.Float64()
-		acc := 0.0
-		for _, fr := range s.rates {
-			acc += fr.p
-			if x < acc {
-				return fr.fault, true
-			}
-		}
-	}
-	return "", false
+	return nil
 }
 
 // takeSendToken applies SetSendRate. When the send is over the limit it
@@ -439,50 +627,54 @@ func writeGoogleError(w http.ResponseWriter, e *googleError) {
 // in UTC with milliseconds.
 const retryTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
-// rateLimitError is Gmail's answer when the per-user sending limit is hit.
-func rateLimitError(now, retryAt time.Time) *googleError {
-	msg := "User-rate limit exceeded.  Retry after " + retryAt.UTC().Format(retryTimeFormat) + " (Mail sending)"
-	e := simpleError(http.StatusTooManyRequests, "RESOURCE_EXHAUSTED", "usageLimits", "rateLimitExceeded", msg)
-	secs := int64(math.Ceil(retryAt.Sub(now).Seconds()))
-	e.header = http.Header{"Retry-After": {strconv.FormatInt(max(secs, 1), 10)}}
-	return e
+// rateLimitResponse is Gmail's answer when the mailbox's sending limit is
+// hit: the time to retry is in the message, not in a header.
+func rateLimitResponse(retryAt time.Time) Response {
+	return jsonResponse(http.StatusTooManyRequests, bodyUserRateLimit(retryAt))
 }
 
-// faultError is the answer for a before-body fault.
-func faultError(f Fault, now time.Time, retryAfter time.Duration, clientID string) *googleError {
+// faultResponse is the answer for a before-body fault.
+func faultResponse(f Fault, now time.Time, retryAfter time.Duration, clientID string) Response {
 	switch f {
 	case RateLimit429:
-		return rateLimitError(now, now.Add(retryAfter))
+		return rateLimitResponse(now.Add(retryAfter))
+	case DailyLimit429:
+		return rateLimitResponse(now.Add(DailyLimitRetryAfter))
+	case ResourceExhausted429:
+		return jsonResponse(http.StatusTooManyRequests, bodyResourceExhausted)
 	case UserRateLimit403:
-		return simpleError(http.StatusForbidden, "PERMISSION_DENIED", "usageLimits", "userRateLimitExceeded", "User Rate Limit Exceeded")
+		return jsonResponse(http.StatusForbidden, bodyUserRateLimit403)
+	case RateLimit403:
+		return jsonResponse(http.StatusForbidden, bodyQuotaPerMinute(projectNumber(clientID)))
 	case ServerError500:
-		return simpleError(http.StatusInternalServerError, "INTERNAL", "global", "backendError", "Backend Error")
+		return jsonResponse(http.StatusInternalServerError, bodyBackendError)
 	case Unavailable503:
-		return simpleError(http.StatusServiceUnavailable, "UNAVAILABLE", "global", "backendError", "The service is currently unavailable.")
-	case DailyLimit403:
-		return simpleError(http.StatusForbidden, "PERMISSION_DENIED", "usageLimits", "dailyLimitExceeded", "Daily user sending limit exceeded.")
+		return jsonResponse(http.StatusServiceUnavailable, bodyUnavailable)
+	case ProjectQuota403:
+		return jsonResponse(http.StatusForbidden, bodyProjectQuota(projectNumber(clientID)))
 	case MailDisabled400:
-		return simpleError(http.StatusBadRequest, "FAILED_PRECONDITION", "global", "failedPrecondition", "Mail service not enabled")
+		return jsonResponse(http.StatusBadRequest, bodyMailServiceNotEnabled)
+	case PreconditionFailed400:
+		return jsonResponse(http.StatusBadRequest, bodyPreconditionFailed)
+	case DomainPolicy403:
+		return jsonResponse(http.StatusForbidden, bodyDomainPolicy)
+	case Unauthenticated401:
+		return jsonResponse(http.StatusUnauthorized, bodyUnauthenticated)
 	case APIDisabled403:
-		p := projectNumber(clientID)
-		msg := "Gmail API has not been used in project " + p + " before or it is disabled. Enable it by visiting " +
-			"https://console.developers.google.com/apis/api/gmail.googleapis.com/overview?project=" + p +
-			" then retry. If you enabled this API recently, wait a few minutes for the action to propagate to our systems and retry."
-		e := simpleError(http.StatusForbidden, "PERMISSION_DENIED", "usageLimits", "accessNotConfigured", msg)
-		e.Errors[0].ExtendedHelp = "https://console.developers.google.com"
-		e.Details = []any{map[string]any{
-			"@type":  "type.googleapis.com/google.rpc.ErrorInfo",
-			"reason": "SERVICE_DISABLED",
-			"domain": "googleapis.com",
-			"metadata": map[string]string{
-				"service":  "gmail.googleapis.com",
-				"consumer": "projects/" + p,
-			},
-		}}
-		return e
+		return jsonResponse(http.StatusForbidden, bodyAPIDisabled(projectNumber(clientID)))
+	case TooLarge413:
+		return tooLargeResponse()
+	case BadRequestHTML400:
+		return Response{Status: http.StatusBadRequest, Headers: map[string]string{"Content-Type": htmlContentType}, Body: bodyBadRequestHTML}
+	case TokenRevoked:
+		return jsonResponse(http.StatusBadRequest, bodyTokenRevoked)
+	case TokenBadRequest:
+		return jsonResponse(http.StatusBadRequest, bodyTokenBadRequest)
+	case TokenInvalidRAPT:
+		return jsonResponse(http.StatusBadRequest, bodyTokenInvalidRAPT)
 	}
 	// After-body faults never reach here; an unknown one is a sandbox bug.
-	return simpleError(http.StatusInternalServerError, "INTERNAL", "global", "backendError", "Backend Error")
+	return jsonResponse(http.StatusInternalServerError, bodyBackendError)
 }
 
 // projectNumber takes the project number from a Google-style client ID

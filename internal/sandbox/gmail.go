@@ -27,6 +27,14 @@ import (
 // document ("maxSize": "36700160", 35 MB).
 const maxMessageSize = 36700160
 
+// maxJSONRequest is the largest request the JSON (non-upload) form of
+// users.messages.send takes: "uploadType=media has a limit of max 5 mb"
+// (a maintainer of Google's .NET client,
+// https://github.com/googleapis/google-api-dotnet-client/issues/1357), and
+// a 10 MB message fails where 5 MB passes
+// (https://github.com/dacastro4/laravel-gmail/issues/111).
+const maxJSONRequest = 5 << 20
+
 // sendScopes are the scopes that allow users.messages.send.
 var sendScopes = []string{ScopeGmailSend, ScopeMailGoogle, ScopeGmailCompose, ScopeGmailModify}
 
@@ -155,10 +163,18 @@ func (s *Server) handleGmail(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	limit := int64(base64.StdEncoding.EncodedLen(maxMessageSize)) + 1<<20
-	body, gerr := readBody(r, limit)
-	if gerr != nil {
-		s.reject(w, p, gerr)
+	// Google's front end refuses a simple (non-upload) request over 5 MB
+	// before Gmail sees it; larger messages must use the upload URL.
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxJSONRequest+1))
+	if err != nil {
+		s.reject(w, p, simpleError(http.StatusBadRequest, "INVALID_ARGUMENT", "global", "badRequest", "The request body could not be read."))
+		return
+	}
+	if r.ContentLength > maxJSONRequest || len(body) > maxJSONRequest {
+		drain(r.Body)
+		s.stats.sendsRejected.Add(1)
+		s.log.Info("sandbox: JSON send over 5 MB refused", "email", p.email, "status", http.StatusRequestEntityTooLarge)
+		tooLargeResponse().write(w)
 		return
 	}
 	var meta sendMeta
@@ -236,10 +252,10 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// preflight checks the credentials, then applies latency, the send rate and
-// a before-body fault, in the order Google's front end would. It returns the
-// after-body fault, if one was picked, for the caller to apply once the
-// message is stored.
+// preflight checks the credentials, then applies latency, the send rate, a
+// consumer account's missing Gmail and a before-body fault, in the order
+// Google's front end would. It returns the after-body fault, if one was
+// picked, for the caller to apply once the message is stored.
 func (s *Server) preflight(w http.ResponseWriter, r *http.Request, user string) (principal, Fault, bool) {
 	p, gerr := s.authenticate(r, user)
 	if gerr != nil {
@@ -251,8 +267,16 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request, user string) 
 	s.mu.Lock()
 	latency := s.knobs.latency
 	retryAfter := s.knobs.faultRetryAfter
+	noGmail := s.consumerWithoutGmailLocked(p.email)
 	s.mu.Unlock()
 	if !s.wait(r.Context(), latency) {
+		return p, "", false
+	}
+	if noGmail {
+		drain(r.Body)
+		s.stats.sendsRejected.Add(1)
+		s.log.Info("sandbox: send from a consumer account without Gmail", "email", p.email)
+		faultResponse(MailDisabled400, s.now(), 0, p.clientID).write(w)
 		return p, "", false
 	}
 	now := s.now()
@@ -260,17 +284,24 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request, user string) 
 		drain(r.Body)
 		s.stats.sendsRateLimited.Add(1)
 		s.log.Info("sandbox: send rate-limited", "email", p.email)
-		writeGoogleError(w, rateLimitError(now, at))
+		rateLimitResponse(at).write(w)
 		return p, "", false
 	}
-	f, ok := s.pickFault(p.email)
+	f, resp, ok := s.pickFault(p.email)
+	if resp != nil {
+		drain(r.Body)
+		s.stats.sendsFaulted.Add(1)
+		s.log.Info("sandbox: injected verbatim response", "email", p.email, "status", resp.Status)
+		resp.write(w)
+		return p, "", false
+	}
 	if !ok || f.afterBody() {
 		return p, f, true
 	}
 	drain(r.Body)
 	s.stats.sendsFaulted.Add(1)
 	s.log.Info("sandbox: injected fault", "email", p.email, "fault", string(f))
-	writeGoogleError(w, faultError(f, now, retryAfter, p.clientID))
+	faultResponse(f, now, retryAfter, p.clientID).write(w)
 	return p, "", false
 }
 

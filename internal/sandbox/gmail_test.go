@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -386,11 +387,17 @@ func TestInjectedFaults(t *testing.T) {
 		status string
 	}{
 		{sandbox.RateLimit429, 429, "rateLimitExceeded", "", "RESOURCE_EXHAUSTED"},
-		{sandbox.UserRateLimit403, 403, "userRateLimitExceeded", "User Rate Limit Exceeded", "PERMISSION_DENIED"},
+		{sandbox.DailyLimit429, 429, "rateLimitExceeded", "", "RESOURCE_EXHAUSTED"},
+		{sandbox.ResourceExhausted429, 429, "rateLimitExceeded", "Resource has been exhausted (e.g. check quota).", "RESOURCE_EXHAUSTED"},
+		{sandbox.UserRateLimit403, 403, "userRateLimitExceeded", "User Rate Limit Exceeded", ""},
+		{sandbox.RateLimit403, 403, "rateLimitExceeded", "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' of service 'gmail.googleapis.com' for consumer 'project_number:123456789012'.", "PERMISSION_DENIED"},
 		{sandbox.ServerError500, 500, "backendError", "Backend Error", "INTERNAL"},
 		{sandbox.Unavailable503, 503, "backendError", "The service is currently unavailable.", "UNAVAILABLE"},
-		{sandbox.DailyLimit403, 403, "dailyLimitExceeded", "Daily user sending limit exceeded.", "PERMISSION_DENIED"},
+		{sandbox.ProjectQuota403, 403, "dailyLimitExceeded", "Daily Limit Exceeded. The quota will be reset at midnight Pacific Time (PT). You may monitor your quota usage and adjust limits in the API Console: https://console.developers.google.com/apis/api/gmail.googleapis.com/quotas?project=123456789012", ""},
 		{sandbox.MailDisabled400, 400, "failedPrecondition", "Mail service not enabled", "FAILED_PRECONDITION"},
+		{sandbox.PreconditionFailed400, 400, "failedPrecondition", "Precondition check failed.", "FAILED_PRECONDITION"},
+		{sandbox.DomainPolicy403, 403, "domainPolicy", "The domain administrators have disabled Gmail apps.", ""},
+		{sandbox.Unauthenticated401, 401, "authError", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.", "UNAUTHENTICATED"},
 		{sandbox.APIDisabled403, 403, "accessNotConfigured",
 			"Gmail API has not been used in project 123456789012 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/gmail.googleapis.com/overview?project=123456789012 then retry. If you enabled this API recently, wait a few minutes for the action to propagate to our systems and retry.",
 			"PERMISSION_DENIED"},
@@ -406,22 +413,35 @@ func TestInjectedFaults(t *testing.T) {
 			for i := range 2 {
 				_, err := sendRaw(svc, message("b@example.org", "s", "b"))
 				g := asGoogleErr(t, err)
-				if g.Code != tc.code || !contains(reasons(g), tc.reason) || !strings.Contains(string(g.Body), `"status":"`+tc.status+`"`) {
+				var wire struct {
+					Error struct {
+						Status string `json:"status"`
+					} `json:"error"`
+				}
+				if err := json.Unmarshal([]byte(g.Body), &wire); err != nil {
+					t.Errorf("send %d: the body is not JSON: %v", i, err)
+				}
+				if g.Code != tc.code || !contains(reasons(g), tc.reason) || wire.Error.Status != tc.status {
 					t.Errorf("send %d: %d %v %s", i, g.Code, reasons(g), g.Body)
 				}
 				if tc.msg != "" && g.Message != tc.msg {
 					t.Errorf("send %d: message %q, want %q", i, g.Message, tc.msg)
 				}
-				if tc.fault == sandbox.RateLimit429 {
+				if tc.fault == sandbox.RateLimit429 || tc.fault == sandbox.DailyLimit429 {
 					m := retryAfterMsg.FindStringSubmatch(g.Message)
 					if m == nil {
 						t.Fatalf("429 message %q", g.Message)
 					}
-					if want := e.clock.Now().Add(time.Minute).UTC().Format("2006-01-02T15:04:05.000Z"); m[1] != want {
+					in := time.Minute
+					if tc.fault == sandbox.DailyLimit429 {
+						in = sandbox.DailyLimitRetryAfter
+					}
+					if want := e.clock.Now().Add(in).UTC().Format("2006-01-02T15:04:05.000Z"); m[1] != want {
 						t.Errorf("retry after %s, want %s", m[1], want)
 					}
-					if ra := g.Header.Get("Retry-After"); ra != "60" {
-						t.Errorf("Retry-After = %q, want 60", ra)
+					// No source shows a Retry-After header on this answer.
+					if ra := g.Header.Get("Retry-After"); ra != "" {
+						t.Errorf("Retry-After = %q, want none", ra)
 					}
 				}
 			}
@@ -585,8 +605,8 @@ func TestSendRate(t *testing.T) {
 	if want := e.clock.Now().Add(2 * time.Second).UTC().Format("2006-01-02T15:04:05.000Z"); m[1] != want {
 		t.Errorf("retry after %s, want %s", m[1], want)
 	}
-	if ra := g.Header.Get("Retry-After"); ra != "2" {
-		t.Errorf("Retry-After = %q, want 2", ra)
+	if ra := g.Header.Get("Retry-After"); ra != "" {
+		t.Errorf("Retry-After = %q, want none: the time is in the message", ra)
 	}
 	// The limit is per user.
 	if err := send(bob); err != nil {

@@ -234,6 +234,17 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, c Client) {
 		writeOAuthError(w, errOtherOwner)
 		return
 	}
+	if inj := s.takeInjectionLocked(rt.Email, EndpointToken); inj != nil {
+		s.mu.Unlock()
+		resp := inj.resp
+		if resp == nil {
+			r := faultResponse(inj.fault, now, 0, c.ID)
+			resp = &r
+		}
+		s.log.Info("sandbox: injected token endpoint answer", "client_id", c.ID, "email", rt.Email, "status", resp.Status)
+		resp.write(w)
+		return
+	}
 	resp := s.issueLocked(c.ID, rt.Email, rt.Scopes, rt.Family, false, "", now)
 	if s.knobs.rotate {
 		// The new token replaces the old, which stops working at once; a
@@ -302,7 +313,7 @@ func (s *Server) signIDTokenLocked(clientID, email string, scopes []string, acce
 		claims["email"] = email
 		claims["email_verified"] = !s.knobs.unverified[email]
 	}
-	if hd := hostedDomain(email); hd != "" {
+	if hd := s.hostedDomainLocked(email); hd != "" {
 		claims["hd"] = hd
 	}
 	if nonce != "" {

@@ -248,11 +248,9 @@ func (j *job) run(ctx context.Context) error {
 	for {
 		wait, h, ok := s.reserve(j.account, s.opts.Now(), budget)
 		if !ok {
-			f := &gmail.Failure{Code: h.code, Message: h.msg, RetryAfter: h.until, Retryable: h.code == gmail.CodeRateLimited}
-			if f.Retryable {
-				return j.retry(ctx, f, nil)
-			}
-			return j.fail(ctx, f)
+			// Every hold is transient: the account (or, for the project's
+			// quota, every account) sends again from h.until.
+			return j.retry(ctx, &gmail.Failure{Code: h.code, Message: h.msg, RetryAt: h.until, Retryable: true}, nil)
 		}
 		if wait > 0 {
 			select {
@@ -263,10 +261,10 @@ func (j *job) run(ctx context.Context) error {
 			budget -= wait
 		}
 		sent, f = j.send(ctx, raw)
-		if f == nil || f.Code != gmail.CodeRateLimited || f.RetryAfter.IsZero() {
+		if f == nil || f.Code != gmail.CodeRateLimited || f.RetryAt.IsZero() {
 			break
 		}
-		s.hold(j.account, hold{until: f.RetryAfter, code: f.Code, msg: f.Message}, s.opts.Now())
+		s.hold(j.account, hold{until: f.RetryAt, code: f.Code, msg: f.Message}, s.opts.Now())
 		if budget <= 0 {
 			break
 		}
@@ -315,13 +313,15 @@ func (j *job) run(ctx context.Context) error {
 		j.markReauth(ctx, f.Message)
 		return j.fail(ctx, f)
 	case f.Code == gmail.CodeRateLimited || f.Code == gmail.CodeDailyLimit:
-		until := f.RetryAfter
-		if until.IsZero() && f.Code == gmail.CodeDailyLimit {
-			until = s.opts.Now().Add(time.Hour)
+		if !f.RetryAt.IsZero() {
+			s.hold(j.account, hold{until: f.RetryAt, code: f.Code, msg: f.Message}, s.opts.Now())
 		}
-		if !until.IsZero() {
-			s.hold(j.account, hold{until: until, code: f.Code, msg: f.Message}, s.opts.Now())
-		}
+	case f.Code == gmail.CodeProjectQuota:
+		// Every mailbox shares the project's quota: an operator must know,
+		// and no account should call Gmail before the reset.
+		logging.FromContext(ctx).ErrorContext(ctx, "the Cloud project's Gmail API quota is exhausted; every send is held until it resets",
+			"alert", "project_quota", "retry_at", f.RetryAt)
+		s.hold(projectHold, hold{until: f.RetryAt, code: f.Code, msg: f.Message}, s.opts.Now())
 	}
 	if f.Retryable {
 		return j.retry(ctx, f, nil)
@@ -329,8 +329,9 @@ func (j *job) run(ctx context.Context) error {
 	return j.fail(ctx, f)
 }
 
-// send calls Gmail, refreshing once on a 401 and re-reading the refresh
-// token once on invalid_grant in case a reconnect replaced it.
+// send calls Gmail, refreshing once on a 401 to a cached access token and
+// re-reading the refresh token once on invalid_grant in case a reconnect
+// replaced it.
 func (j *job) send(ctx context.Context, raw []byte) (*gmail.Sent, *gmail.Failure) {
 	s := j.s
 	mb, err := s.boxes.get(ctx, j.account)
@@ -349,6 +350,7 @@ func (j *job) send(ctx context.Context, raw []byte) (*gmail.Sent, *gmail.Failure
 	// re-read must still be possible after a renewal.
 	renewed, reread := false, false
 	for {
+		refreshes := mb.src.refreshes.Load()
 		sctx, cancel := context.WithTimeout(ctx, s.opts.SendTimeout)
 		sent, err := gmail.Send(sctx, mb.box, raw, j.threadID())
 		cancel()
@@ -356,8 +358,17 @@ func (j *job) send(ctx context.Context, raw []byte) (*gmail.Sent, *gmail.Failure
 			return sent, nil
 		}
 		f := gmail.Classify(err, s.opts.Now())
+		// A 401 on an access token minted during this call (or after a
+		// renewal) follows a refresh that succeeded: the grant is alive and
+		// another refresh would mint the same kind of token, so it is
+		// transient (Gmail answers such 401s intermittently). Only a cached
+		// token that may have expired is worth renewing.
+		fresh := renewed || mb.src.refreshes.Load() != refreshes
 		switch {
-		case f.Unauthorized && !renewed && !reread:
+		case f.Unauthorized && fresh:
+			f.Message += "; Google had just issued that access token, so the grant is alive and the relay retries"
+			return nil, f
+		case f.Unauthorized && !reread:
 			renewed = true
 			if mb, err = s.boxes.renew(ctx, mb); err != nil {
 				return nil, &gmail.Failure{Code: gmail.CodeInternal, Message: err.Error()}
@@ -418,7 +429,7 @@ func (j *job) fail(ctx context.Context, f *gmail.Failure) error {
 	}
 	logging.FromContext(ctx).WarnContext(ctx, "send failed", "error_code", f.Code, "detail", f.Message)
 	ev := &results.Event{Status: results.StatusFailed, MaybeDuplicate: j.rec.MaybeDuplicate,
-		Error: &results.Error{Code: string(f.Code), Message: f.Message, Retryable: f.Retryable || f.Code == gmail.CodeDailyLimit}}
+		Error: &results.Error{Code: string(f.Code), Message: f.Message, Retryable: f.Retryable, RetryAt: f.RetryAt.UTC()}}
 	if f.Code == gmail.CodeReauthRequired || f.Code == gmail.CodeUnknownAccount {
 		ev.Error.ReconnectURL = j.s.reconnectURL(j.account)
 	}
@@ -431,8 +442,8 @@ func (j *job) retry(ctx context.Context, f *gmail.Failure, cause error) error {
 		logging.FromContext(ctx).WarnContext(ctx, "releasing the claim failed; the lease will expire instead", "error", err)
 	}
 	attrs := []any{"error_code", f.Code, "detail", f.Message}
-	if !f.RetryAfter.IsZero() {
-		attrs = append(attrs, "retry_after", f.RetryAfter)
+	if !f.RetryAt.IsZero() {
+		attrs = append(attrs, "retry_at", f.RetryAt)
 	}
 	if cause != nil {
 		attrs = append(attrs, "error", cause)
@@ -443,7 +454,7 @@ func (j *job) retry(ctx context.Context, f *gmail.Failure, cause error) error {
 		// nack, and no later delivery will report it: report it now. The
 		// request itself stays in the dead-letter topic, and the ledger
 		// stays released, so republishing it sends it.
-		ev := &results.Event{Status: results.StatusFailed, Error: &results.Error{Code: string(f.Code), Retryable: true,
+		ev := &results.Event{Status: results.StatusFailed, Error: &results.Error{Code: string(f.Code), Retryable: true, RetryAt: f.RetryAt.UTC(),
 			Message: fmt.Sprintf("%s; delivery attempt %d of %d failed, so Pub/Sub moves the request to the dead-letter topic "+
 				"(the operator can republish it from there once the cause is fixed)", f.Message, j.d.DeliveryAttempt, j.s.opts.MaxDeliveryAttempts)}}
 		// Detached: the delivery may be ending because its push request
@@ -503,13 +514,24 @@ func (s *Sender) reconnectURL(account string) string {
 	return s.opts.ConnectURL + "?" + url.Values{"login_hint": {account}}.Encode()
 }
 
+// projectHold is the holds key of the project's quota, which holds every
+// account; no address is empty.
+const projectHold = ""
+
 // reserve decides whether a delivery for account may send now. Without a
-// hold it may (wait 0). A daily-limit hold refuses. A rate-limit hold hands
-// out the account's next slot if it comes within budget, so a burst drains
-// at the pace Gmail allows instead of all deliveries retrying at once.
+// hold it may (wait 0). A daily-limit or project-quota hold refuses. A
+// rate-limit hold hands out the account's next slot if it comes within
+// budget, so a burst drains at the pace Gmail allows instead of all
+// deliveries retrying at once.
 func (s *Sender) reserve(account string, now time.Time, budget time.Duration) (time.Duration, hold, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if h, ok := s.holds[projectHold]; ok {
+		if now.Before(h.until) {
+			return 0, h, false
+		}
+		delete(s.holds, projectHold)
+	}
 	h, ok := s.holds[account]
 	if !ok {
 		return 0, hold{}, true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -60,6 +61,9 @@ type refresher struct {
 	email string
 	mu    sync.Mutex
 	tok   tokenstore.Token
+	// refreshes counts successful refreshes, so that a send can tell
+	// whether the access token Gmail refused was minted during it.
+	refreshes atomic.Uint64
 }
 
 func (r *refresher) refreshToken() string {
@@ -78,6 +82,7 @@ func (r *refresher) Token() (*oauth2.Token, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.refreshes.Add(1)
 	if t.RefreshToken != "" && t.RefreshToken != stored.RefreshToken {
 		rotated := stored
 		rotated.RefreshToken = t.RefreshToken
