@@ -2,12 +2,10 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,9 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,22 +51,17 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(runHelper())
 	}
-	flag.Parse()
-	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
-		quietFunctionLogs()
-	}
 	code := m.Run()
 	runProcessCleanups()
 	os.Exit(code)
 }
 
 // google is everything that plays Google for one stack: the sandbox (OAuth
-// and Gmail), the Secret Manager fake, pstest for results, and a no-op Gmail.
+// and Gmail), the Secret Manager fake and pstest for results.
 // Either it runs in this process (for fault knobs) or in a helper process
 // (so that benchmarks measure the relay's CPU alone).
 type google struct {
 	SandboxURL string // OAuth endpoints, Gmail and /sandbox/ control
-	NoopURL    string // a Gmail that accepts everything and does nothing
 	SMAddr     string
 	PubSubAddr string
 
@@ -81,8 +72,7 @@ type google struct {
 	Outbox  string
 
 	// Helper only.
-	cmd  *exec.Cmd
-	noop *atomic.Int64 // in-process no-op count
+	cmd *exec.Cmd
 }
 
 // signingKey is shared: RSA key generation is slow.
@@ -117,8 +107,6 @@ type fakeParts struct {
 	ps     *pstest.Server
 	sbSrv  *http.Server
 	sbLn   net.Listener
-	noopLn net.Listener
-	count  *atomic.Int64
 	outbox string
 }
 
@@ -127,7 +115,7 @@ func newFakeParts(dir string) (*fakeParts, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &fakeParts{outbox: filepath.Join(dir, "outbox"), count: new(atomic.Int64)}
+	p := &fakeParts{outbox: filepath.Join(dir, "outbox")}
 	p.sb, err = sandbox.New(sandbox.Options{OutboxDir: p.outbox, SigningKey: key})
 	if err != nil {
 		return nil, err
@@ -149,7 +137,6 @@ func newFakeParts(dir string) (*fakeParts, error) {
 		for _, m := range smReadMethods {
 			calls[m] = p.sm.Calls(m)
 		}
-		calls["noop_sends"] = p.count.Load()
 		_ = json.NewEncoder(w).Encode(calls)
 	})
 	if p.sbLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
@@ -157,85 +144,14 @@ func newFakeParts(dir string) (*fakeParts, error) {
 	}
 	p.sbSrv = &http.Server{Handler: mux}
 	go p.sbSrv.Serve(p.sbLn)
-	if p.noopLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		return nil, err
-	}
-	go serveNoopGmail(p.noopLn, p.count)
 	return p, nil
 }
 
 func (p *fakeParts) close() {
 	p.sb.Close()
 	p.sbSrv.Close()
-	p.noopLn.Close()
 	p.sm.Close()
 	p.ps.Close()
-}
-
-// serveNoopGmail answers every users.messages.send on ln with a fixed
-// success after reading the body, and does nothing else: no auth check, no
-// parsing, no file. It speaks just enough HTTP/1.1 for the relay's sends (a
-// Content-Length body on a kept-alive connection) and refuses anything
-// else, so that the benchmark fails rather than mismeasures. It is not
-// net/http's server because that took 70 µs of the shared two cores per
-// message (a goroutine per request, header maps, the body read in 4 KiB
-// system calls) that belong to neither the relay nor Gmail.
-func serveNoopGmail(ln net.Listener, count *atomic.Int64) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go noopConn(c, count)
-	}
-}
-
-func noopConn(c net.Conn, count *atomic.Int64) {
-	defer c.Close()
-	br := bufio.NewReaderSize(c, 64<<10)
-	var out []byte
-	for {
-		length := -1
-		for first := true; ; first = false {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				return // the client closed the connection, or sent nonsense
-			}
-			if first {
-				if !bytes.HasPrefix(line, []byte("POST /upload/gmail/v1/users/")) {
-					_, _ = io.WriteString(c, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-					return
-				}
-				continue
-			}
-			if len(bytes.TrimRight(line, "\r\n")) == 0 {
-				break
-			}
-			name, value, _ := bytes.Cut(line, []byte(":"))
-			switch {
-			case bytes.EqualFold(name, []byte("Content-Length")):
-				if length, err = strconv.Atoi(string(bytes.TrimSpace(value))); err != nil {
-					return
-				}
-			case bytes.EqualFold(name, []byte("Transfer-Encoding")), bytes.EqualFold(name, []byte("Expect")):
-				_, _ = io.WriteString(c, "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-				return
-			}
-		}
-		if length < 0 {
-			_, _ = io.WriteString(c, "HTTP/1.1 411 Length Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-			return
-		}
-		if _, err := br.Discard(length); err != nil {
-			return
-		}
-		n := count.Add(1)
-		body := fmt.Sprintf(`{"id":"%016x","threadId":"%016x","labelIds":["SENT"]}`, n, n)
-		out = fmt.Appendf(out[:0], "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-		if _, err := c.Write(out); err != nil {
-			return
-		}
-	}
 }
 
 // runHelper is the helper process: it serves the fake Google, prints its
@@ -269,7 +185,6 @@ func runHelper() int {
 	}
 	addrs := map[string]string{
 		"sandbox": "http://" + p.sbLn.Addr().String(),
-		"noop":    "http://" + p.noopLn.Addr().String(),
 		"sm":      p.sm.Addr(),
 		"pubsub":  p.ps.Addr,
 	}
@@ -363,7 +278,7 @@ func startHelperProcess() (*google, func(), error) {
 		stop()
 		return nil, nil, fmt.Errorf("helper process: %w", l.err)
 	}
-	return &google{SandboxURL: l.m["sandbox"], NoopURL: l.m["noop"], SMAddr: l.m["sm"], PubSubAddr: l.m["pubsub"], cmd: cmd}, stop, nil
+	return &google{SandboxURL: l.m["sandbox"], SMAddr: l.m["sm"], PubSubAddr: l.m["pubsub"], cmd: cmd}, stop, nil
 }
 
 // startInProcess runs the fake Google in this process, with its knobs.
@@ -374,8 +289,8 @@ func startInProcess(tb testing.TB) *google {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(p.close)
-	return &google{SandboxURL: "http://" + p.sbLn.Addr().String(), NoopURL: "http://" + p.noopLn.Addr().String(),
-		SMAddr: p.sm.Addr(), PubSubAddr: p.ps.Addr, Sandbox: p.sb, Secrets: p.sm, PubSub: p.ps, Outbox: p.outbox, noop: p.count}
+	return &google{SandboxURL: "http://" + p.sbLn.Addr().String(),
+		SMAddr: p.sm.Addr(), PubSubAddr: p.ps.Addr, Sandbox: p.sb, Secrets: p.sm, PubSub: p.ps, Outbox: p.outbox}
 }
 
 // counters are the fakes' counts of external calls.
@@ -384,12 +299,11 @@ type counters struct {
 	TokenRefreshes int64
 	GmailAccepted  int64 // by the sandbox
 	GmailAttempts  int64 // sandbox: accepted + faulted + rate-limited + rejected
-	NoopSends      int64
 }
 
 func (c counters) minus(o counters) counters {
 	return counters{c.SMReads - o.SMReads, c.TokenRefreshes - o.TokenRefreshes, c.GmailAccepted - o.GmailAccepted,
-		c.GmailAttempts - o.GmailAttempts, c.NoopSends - o.NoopSends}
+		c.GmailAttempts - o.GmailAttempts}
 }
 
 func (g *google) counters(tb testing.TB) counters {
@@ -398,7 +312,7 @@ func (g *google) counters(tb testing.TB) counters {
 	var calls map[string]int64
 	if g.Sandbox != nil {
 		st = g.Sandbox.Stats()
-		calls = map[string]int64{"noop_sends": g.noop.Load()}
+		calls = map[string]int64{}
 		for _, m := range smReadMethods {
 			calls[m] = g.Secrets.Calls(m)
 		}
@@ -406,7 +320,7 @@ func (g *google) counters(tb testing.TB) counters {
 		getJSON(tb, g.SandboxURL+"/sandbox/stats", &st)
 		getJSON(tb, g.SandboxURL+"/helper/calls", &calls)
 	}
-	c := counters{TokenRefreshes: st.TokenRefreshes, GmailAccepted: st.SendsAccepted, NoopSends: calls["noop_sends"],
+	c := counters{TokenRefreshes: st.TokenRefreshes, GmailAccepted: st.SendsAccepted,
 		GmailAttempts: st.SendsAccepted + st.SendsFaulted + st.SendsRateLimited + st.SendsRejected}
 	for _, m := range smReadMethods {
 		c.SMReads += calls[m]

@@ -55,7 +55,6 @@ type relay struct {
 }
 
 type relayOpts struct {
-	Noop     bool // Gmail is the no-op endpoint instead of the sandbox
 	Ledger   countingLedger
 	Registry registry.Store // nil: registry.Local in a scratch directory
 	Accounts int
@@ -110,9 +109,6 @@ func newRelay(tb testing.TB, g *google, o relayOpts) *relay {
 	r := &relay{g: g, Tokens: tokenstore.New(smc, project), Registry: reg, Ledger: o.Ledger, OAuth: oc, PubSub: psc, Publisher: pub,
 		GmailURL: g.SandboxURL + "/",
 		Ctx:      logging.WithLogger(ctx, logging.New(io.Discard, slog.LevelInfo))}
-	if o.Noop {
-		r.GmailURL = g.NoopURL + "/"
-	}
 	if r.Ledger == nil {
 		r.Ledger = newMemLedger()
 	}

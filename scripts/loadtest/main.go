@@ -1,16 +1,15 @@
-// Command loadtest measures the packaged sender as a process, on loopback:
+// Command loadtest measures the packaged sender as a process, with every
+// fake Google (sandbox, Secret Manager fake, pstest for results) in this
+// process, on loopback:
 //
 //	-mode=build      package the source (scripts/package.sh) and build it the
 //	                 way the Cloud Run Go buildpack does; prints the binary
 //	                 path and size
-//	-mode=load       one sender process (FUNCTION_TARGET=sender) behind the
-//	                 gcloud Pub/Sub emulator's push subscription; Gmail is
-//	                 the sandbox, Secret Manager the fake, both in this
-//	                 process; reports msgs/s and publish→Gmail-accepted
-//	                 latency
-//	-mode=push       the same sender process, pushed to directly by this
-//	                 process at -concurrency, without the emulator
-//	-mode=noop       the emulator alone, pushing to a no-op endpoint here
+//	-mode=push       one sender process (FUNCTION_TARGET=sender) at the
+//	                 deployed settings, pushed to directly at -concurrency,
+//	                 with the sandbox answering each send after
+//	                 -gmail-latency; reports msgs/s, push-to-ack latency,
+//	                 the sender's CPU per message and peak RSS (VmHWM)
 //	-mode=large      peak RSS (VmHWM) of the sender process for the largest
 //	                 request Pub/Sub can carry, and of a process that
 //	                 composes and sends a 30 MB message with the relay's code
@@ -45,7 +44,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
@@ -53,7 +51,6 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
 	"github.com/gmailrelay/gmailrelay/internal/message"
@@ -99,17 +96,17 @@ func main() {
 `
 
 var (
-	mode        = flag.String("mode", "", "build, load, push, noop, large or coldstart")
-	binPath     = flag.String("bin", "", "the sender binary (from -mode=build)")
-	outDir      = flag.String("out", "", "build: directory for the build")
-	n           = flag.Int("n", 10000, "load, noop: messages to send")
-	accounts    = flag.Int("accounts", 50, "load: connected accounts")
-	rate        = flag.Float64("rate", 0, "load, noop: publish rate in msgs/s (0: as fast as possible)")
-	store       = flag.String("store", "local", "load: the sender's store backend, local or firestore (FIRESTORE_EMULATOR_HOST)")
-	limit       = flag.Int("concurrency", 80, "load: requests in flight at the sender, enforced by a proxy as Cloud Run does (0: no proxy)")
-	runs        = flag.Int("runs", 5, "coldstart: process starts")
-	label       = flag.String("label", "", "prefix for figure names")
-	maxDuration = flag.Duration("timeout", 10*time.Minute, "bound on one run")
+	mode         = flag.String("mode", "", "build, push, large or coldstart")
+	binPath      = flag.String("bin", "", "the sender binary (from -mode=build)")
+	outDir       = flag.String("out", "", "build: directory for the build")
+	n            = flag.Int("n", 3000, "push: messages to send")
+	accounts     = flag.Int("accounts", 50, "push: connected accounts")
+	limit        = flag.Int("concurrency", 80, "push: requests in flight at the sender, as Cloud Run's max_instance_request_concurrency allows")
+	gmailLatency = flag.Duration("gmail-latency", 300*time.Millisecond, "push: how long the sandbox takes to answer each send")
+	memLimit     = flag.String("gomemlimit", "", "push: GOMEMLIMIT for the sender process (empty: unset)")
+	runs         = flag.Int("runs", 5, "coldstart: process starts")
+	label        = flag.String("label", "", "prefix for figure names")
+	maxDuration  = flag.Duration("timeout", 10*time.Minute, "bound on one run")
 )
 
 func main() {
@@ -120,12 +117,8 @@ func main() {
 	switch *mode {
 	case "build":
 		err = build()
-	case "load":
-		err = load()
 	case "push":
 		err = push()
-	case "noop":
-		err = noop()
 	case "large":
 		err = large()
 	case "large-child":
@@ -133,7 +126,7 @@ func main() {
 	case "coldstart":
 		err = coldstart()
 	default:
-		err = errors.New("-mode must be build, load, push, noop, large or coldstart")
+		err = errors.New("-mode must be build, push, large or coldstart")
 	}
 	if err != nil {
 		log.Fatal(err)
@@ -405,22 +398,19 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// senderEnv is the deployed sender's configuration pointed at the fakes.
-func senderEnv(g *fakeGoogle, project, stateDir, pubsubHost, backend string) []string {
-	env := []string{
+// senderEnv is the deployed sender's configuration pointed at the fakes,
+// with make dev's local stores.
+func senderEnv(g *fakeGoogle, project, stateDir, pubsubHost string) []string {
+	return []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + stateDir, "TMPDIR=" + stateDir,
 		"FUNCTION_TARGET=sender", "GOOGLE_CLOUD_PROJECT=" + project, "LOG_LEVEL=info",
 		"OAUTH_CLIENT_ID=" + clientID, "OAUTH_CLIENT_SECRET=" + clientSecret,
 		"OAUTH_AUTH_URL=" + g.url + sandbox.AuthPath, "OAUTH_TOKEN_URL=" + g.url + sandbox.TokenPath,
 		"OAUTH_REVOKE_URL=" + g.url + sandbox.RevokePath, "GMAIL_ENDPOINT=" + g.url + "/",
-		"STORE_BACKEND=" + backend, "DEV_STATE_DIR=" + stateDir, "RESULTS_TOPIC=" + resultsTopic,
+		"STORE_BACKEND=local", "DEV_STATE_DIR=" + stateDir, "RESULTS_TOPIC=" + resultsTopic,
 		"CONNECT_URL=https://relay.example/authorize", "PUBSUB_EMULATOR_HOST=" + pubsubHost,
 		"SECRET_MANAGER_EMULATOR_HOST=" + g.sm.Addr(),
 	}
-	if h := os.Getenv("FIRESTORE_EMULATOR_HOST"); h != "" && backend == "firestore" {
-		env = append(env, "FIRESTORE_EMULATOR_HOST="+h)
-	}
-	return env
 }
 
 // startSender starts the binary; its output (JSON logs) goes to a file.
@@ -474,37 +464,18 @@ func (p *proc) stop() {
 	p.log.Close()
 }
 
-// ---- Pub/Sub emulator ------------------------------------------------------------
-
-func emulatorHost() (string, error) {
-	for _, k := range []string{"GCLOUD_PUBSUB_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"} {
-		if h := os.Getenv(k); h != "" {
-			return h, nil
-		}
-	}
-	return "", errors.New("GCLOUD_PUBSUB_EMULATOR_HOST is not set: start the emulator with scripts/emulators.sh start")
-}
+// ---- results on pstest -------------------------------------------------------------
 
 func pubsubClient(ctx context.Context, host, project string) (*pubsub.Client, error) {
 	return pubsub.NewClient(ctx, project, option.WithEndpoint(host), option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 }
 
-// setupTopics creates the send topic with a push subscription to endpoint
-// (with the deployed retry policy), and the results topic with a pull
-// subscription for counting.
-func setupTopics(ctx context.Context, c *pubsub.Client, project, endpoint string) error {
+// setupResults creates the results topic and a pull subscription on it for
+// counting.
+func setupResults(ctx context.Context, c *pubsub.Client, project string) error {
 	name := func(kind, id string) string { return "projects/" + project + "/" + kind + "/" + id }
-	for _, t := range []string{sendTopic, resultsTopic} {
-		if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: name("topics", t)}); err != nil {
-			return err
-		}
-	}
-	if _, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
-		Name: name("subscriptions", "sender-push"), Topic: name("topics", sendTopic), AckDeadlineSeconds: 60,
-		PushConfig:  &pubsubpb.PushConfig{PushEndpoint: endpoint},
-		RetryPolicy: &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(10 * time.Second), MaximumBackoff: durationpb.New(600 * time.Second)},
-	}); err != nil {
+	if _, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: name("topics", resultsTopic)}); err != nil {
 		return err
 	}
 	_, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
@@ -543,33 +514,6 @@ func countResults(ctx context.Context, c *pubsub.Client, project string, want in
 	return got, nil
 }
 
-// publishAll publishes count messages made by data(i), at rate per second
-// (0: unpaced), and returns when each publish was started.
-func publishAll(ctx context.Context, c *pubsub.Client, count int, perSecond float64, data func(i int) ([]byte, map[string]string)) ([]time.Time, time.Duration, error) {
-	p := c.Publisher(sendTopic)
-	p.PublishSettings.FlowControlSettings.MaxOutstandingMessages = 2000
-	defer p.Stop()
-	started := make([]time.Time, count)
-	results := make([]*pubsub.PublishResult, count)
-	t0 := time.Now()
-	for i := 0; i < count; i++ {
-		if perSecond > 0 {
-			if d := time.Until(t0.Add(time.Duration(float64(i) / perSecond * float64(time.Second)))); d > 0 {
-				time.Sleep(d)
-			}
-		}
-		d, attrs := data(i)
-		started[i] = time.Now()
-		results[i] = p.Publish(ctx, &pubsub.Message{Data: d, Attributes: attrs})
-	}
-	for _, r := range results {
-		if _, err := r.Get(ctx); err != nil {
-			return nil, 0, err
-		}
-	}
-	return started, time.Since(t0), nil
-}
-
 type latencies []time.Duration
 
 func (l latencies) pct(p float64) time.Duration {
@@ -584,63 +528,26 @@ func (l latencies) pct(p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// ---- load -----------------------------------------------------------------------
+// ---- push -----------------------------------------------------------------------
 
-// limiter forwards to the sender with at most limit requests in flight, as
-// Cloud Run's per-instance concurrency does; the rest wait in line.
-func limiter(target string, limit int) http.Handler {
-	sem := make(chan struct{}, limit)
-	tr := &http.Transport{MaxIdleConns: limit * 2, MaxIdleConnsPerHost: limit * 2, MaxConnsPerHost: limit}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sem <- struct{}{}
-		defer func() { <-sem }()
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		req.Header = r.Header.Clone()
-		req.ContentLength = r.ContentLength
-		res, err := tr.RoundTrip(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer res.Body.Close()
-		for k, v := range res.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(res.StatusCode)
-		_, _ = io.Copy(w, res.Body)
-	})
-}
-
-func load() error { return runLoad(false) }
-
-// push is load without the emulator: this process pushes directly, as
-// many at a time as -concurrency, so that the sender process meets the
-// concurrency Cloud Run would give it.
-func push() error { return runLoad(true) }
-
-func runLoad(direct bool) error {
+// push runs one packaged sender process at the deployed settings
+// (FUNCTION_TARGET=sender, -gomemlimit as Terraform sets GOMEMLIMIT) and
+// pushes to it directly, -concurrency at a time, as a push subscription
+// does to a Cloud Run instance with that request concurrency. The sandbox
+// answers each send after -gmail-latency, so that the figure is what a
+// deployment sees at Gmail's real latency, not what loopback allows.
+func push() error {
 	if *binPath == "" {
 		return errors.New("-bin is required (build it with -mode=build)")
 	}
+	if *limit < 1 {
+		return errors.New("-concurrency must be at least 1")
+	}
 	ctx := context.Background()
 	project := fmt.Sprintf("loadtest-%d", rand.IntN(1e9))
-	var host string
-	if direct {
-		ps := pstest.NewServer()
-		defer ps.Close()
-		host = ps.Addr
-	} else {
-		h, err := emulatorHost()
-		if err != nil {
-			return err
-		}
-		host = h
-	}
-	dir, err := scratch("gmailrelay-load-")
+	ps := pstest.NewServer()
+	defer ps.Close()
+	dir, err := scratch("gmailrelay-push-")
 	if err != nil {
 		return err
 	}
@@ -650,26 +557,19 @@ func runLoad(direct bool) error {
 		return err
 	}
 	defer g.close()
+	psc, err := pubsubClient(ctx, ps.Addr, project)
+	if err != nil {
+		return err
+	}
+	defer psc.Close()
+	if err := setupResults(ctx, psc, project); err != nil {
+		return err
+	}
 
 	state := filepath.Join(dir, "state")
-	var reg registry.Store
-	switch *store {
-	case "local":
-		if reg, err = registry.NewLocal(filepath.Join(state, "accounts.json")); err != nil {
-			return err
-		}
-	case "firestore":
-		if os.Getenv("FIRESTORE_EMULATOR_HOST") == "" {
-			return errors.New("-store=firestore needs FIRESTORE_EMULATOR_HOST")
-		}
-		fs, err := firestore.NewClient(ctx, project)
-		if err != nil {
-			return err
-		}
-		defer fs.Close()
-		reg = registry.NewFirestore(fs)
-	default:
-		return fmt.Errorf("-store %q: want local or firestore", *store)
+	reg, err := registry.NewLocal(filepath.Join(state, "accounts.json"))
+	if err != nil {
+		return err
 	}
 	var emails []string
 	for i := 0; i < *accounts; i++ {
@@ -680,7 +580,11 @@ func runLoad(direct bool) error {
 		}
 	}
 
-	sp, _, err := startSender(*binPath, senderEnv(g, project, state, host, *store), filepath.Join(dir, "sender.log"))
+	env := senderEnv(g, project, state, ps.Addr)
+	if *memLimit != "" {
+		env = append(env, "GOMEMLIMIT="+*memLimit)
+	}
+	sp, _, err := startSender(*binPath, env, filepath.Join(dir, "sender.log"))
 	if err != nil {
 		return err
 	}
@@ -688,66 +592,31 @@ func runLoad(direct bool) error {
 	if err := sp.waitListening(); err != nil {
 		return err
 	}
-	ps, err := pubsubClient(ctx, host, project)
-	if err != nil {
-		return err
-	}
-	defer ps.Close()
 	endpoint := sp.url() + "/projects/" + project + "/topics/" + sendTopic
-	var inflight, maxInflight atomic.Int64
-	if *limit > 0 && !direct {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		lim := limiter(sp.url(), *limit)
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			v := inflight.Add(1)
-			for m := maxInflight.Load(); v > m && !maxInflight.CompareAndSwap(m, v); m = maxInflight.Load() {
-			}
-			defer inflight.Add(-1)
-			lim.ServeHTTP(w, r)
-		})}
-		go srv.Serve(ln)
-		defer srv.Close()
-		endpoint = "http://" + ln.Addr().String() + "/projects/" + project + "/topics/" + sendTopic
-	}
-	if err := setupTopics(ctx, ps, project, endpoint); err != nil {
-		return err
-	}
-	// send delivers count messages made by data(i), through the emulator or
-	// by pushing directly, and returns when each was started.
-	send := func(count int, data func(i int) []byte) ([]time.Time, time.Duration, error) {
-		if !direct {
-			return publishAll(ctx, ps, count, *rate, func(i int) ([]byte, map[string]string) { return data(i), nil })
-		}
+	send := func(count int, data func(i int) []byte) (pushTimes, error) {
 		bodies := make([][]byte, count)
 		for i := range bodies {
 			bodies[i] = pushBody(fmt.Sprintf("direct-%d", i), data(i), project)
 		}
-		return pushAll(endpoint, bodies, max(*limit, 1), *rate, &maxInflight)
+		return pushAll(endpoint, bodies, *limit)
 	}
 
-	// Warm-up: one message per account, so every token is read and
-	// refreshed before the measured run, as at steady state.
+	// Warm-up, before Gmail is slowed: one message per account, so every
+	// token is read and refreshed before the measured run, as at steady
+	// state.
 	log.Printf("warm-up: %d accounts", len(emails))
-	if _, _, err := send(len(emails), func(i int) []byte { return request(emails[i], -1-i) }); err != nil {
+	if _, err := send(len(emails), func(i int) []byte { return request(emails[i], -1-i) }); err != nil {
 		return err
 	}
 	if err := waitOutbox(g, len(emails), time.Minute); err != nil {
 		return err
 	}
 	warm := len(g.sb.Outbox())
-	maxInflight.Store(0)
+	g.sb.SetLatency(*gmailLatency)
 
-	via := "emulator push"
-	if direct {
-		via = "direct push"
-	}
-	log.Printf("run: %d messages by %s, rate %s, store %s, concurrency %d", *n, via, rateString(*rate), *store, *limit)
+	log.Printf("run: %d messages by direct push, concurrency %d, Gmail latency %s, GOMEMLIMIT %q", *n, *limit, *gmailLatency, *memLimit)
 	cpu0 := procstat.CPUSeconds(sp.cmd.Process.Pid)
-	t0 := time.Now()
-	started, pubTook, err := send(*n, func(i int) []byte { return request(emails[i%len(emails)], i) })
+	times, err := send(*n, func(i int) []byte { return request(emails[i%len(emails)], i) })
 	if err != nil {
 		return err
 	}
@@ -757,8 +626,6 @@ func runLoad(direct bool) error {
 	out := g.sb.Outbox()[warm:]
 	cpu := procstat.CPUSeconds(sp.cmd.Process.Pid) - cpu0
 	hwm := procstat.PeakRSSKB(sp.cmd.Process.Pid)
-	var last time.Time
-	var lat latencies
 	seen := map[int]int{}
 	for _, m := range out {
 		s, err := seqOf(m.Path)
@@ -766,88 +633,81 @@ func runLoad(direct bool) error {
 			return err
 		}
 		seen[s]++
-		if s >= 0 && s < len(started) && seen[s] == 1 {
-			lat = append(lat, m.Time.Sub(started[s]))
-		}
-		if m.Time.After(last) {
-			last = m.Time
-		}
 	}
 	dups := 0
 	for _, c := range seen {
 		dups += c - 1
 	}
-	res, err := countResults(ctx, ps, project, warm+*n, time.Minute)
+	res, err := countResults(ctx, psc, project, warm+*n, time.Minute)
 	if err != nil {
 		return err
 	}
-	// From the first publish or push, not from t0: direct push encodes its
-	// bodies first.
-	var first time.Time
-	for _, st := range started {
-		if !st.IsZero() && (first.IsZero() || st.Before(first)) {
+	var first, last time.Time
+	lat := make(latencies, 0, *n)
+	for i := range times.started {
+		st, done := times.started[i], times.acked[i]
+		if first.IsZero() || st.Before(first) {
 			first = st
 		}
-	}
-	if first.IsZero() {
-		first = t0
+		if done.After(last) {
+			last = done
+		}
+		lat = append(lat, done.Sub(st))
 	}
 	span := last.Sub(first)
-	what := "publish"
-	if direct {
-		what = "push"
-	}
 	figure("accepted", "%d of %d (%d duplicates)", len(seen), *n, dups)
-	figure("throughput", "%.0f msgs/s (%d msgs in %.2fs, first %s to last Gmail accept; %s took %.2fs; store %s)",
-		float64(len(out))/span.Seconds(), len(out), span.Seconds(), what, what, pubTook.Seconds(), *store)
-	figure("latency", "p50 %.1f ms, p99 %.1f ms, max %.1f ms (%s to Gmail-accepted, offered rate %s)",
-		ms(lat.pct(50)), ms(lat.pct(99)), ms(lat.pct(100)), what, rateString(*rate))
+	figure("throughput", "%.0f msgs/s (%d msgs in %.2fs, first push to last ack; concurrency %d, Gmail latency %s, GOMEMLIMIT %s)",
+		float64(*n)/span.Seconds(), *n, span.Seconds(), *limit, *gmailLatency, memLimitString())
+	figure("latency", "p50 %.1f ms, p99 %.1f ms, max %.1f ms (push to ack)", ms(lat.pct(50)), ms(lat.pct(99)), ms(lat.pct(100)))
 	figure("sender_cpu", "%.0f µs/msg (sender process user+sys)", cpu*1e6/float64(max(len(out), 1)))
 	figure("sender_rss", "%.1f MB peak (VmHWM)", float64(hwm)/1024)
 	figure("results", "%v (want %d in all, warm-up included)", res, warm+*n)
-	if *limit > 0 {
-		figure("max_inflight", "%d pushes in flight at the sender (limit %d)", maxInflight.Load(), *limit)
-	}
 	if len(seen) != *n || dups != 0 {
 		return fmt.Errorf("accepted %d distinct of %d with %d duplicates (sender log %s)", len(seen), *n, dups, sp.log.Name())
 	}
 	return nil
 }
 
+func memLimitString() string {
+	if *memLimit == "" {
+		return "unset"
+	}
+	return *memLimit
+}
+
+// pushTimes is when each push was first posted and when it was acked.
+type pushTimes struct{ started, acked []time.Time }
+
 // pushAll POSTs bodies to endpoint, workers at a time, as a push
 // subscription would; a non-2xx answer is retried after a short backoff,
 // at most 10 times.
-func pushAll(endpoint string, bodies [][]byte, workers int, perSecond float64, maxInflight *atomic.Int64) ([]time.Time, time.Duration, error) {
-	started := make([]time.Time, len(bodies))
+func pushAll(endpoint string, bodies [][]byte, workers int) (pushTimes, error) {
+	t := pushTimes{started: make([]time.Time, len(bodies)), acked: make([]time.Time, len(bodies))}
 	tr := &http.Transport{MaxIdleConns: workers * 2, MaxIdleConnsPerHost: workers * 2}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 2 * time.Minute}
-	var inflight atomic.Int64
 	work := make(chan int)
 	var wg sync.WaitGroup
 	var failures atomic.Int64
-	t0 := time.Now()
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				started[i] = time.Now()
-				for attempt := 0; attempt < 10; attempt++ {
-					v := inflight.Add(1)
-					for m := maxInflight.Load(); v > m && !maxInflight.CompareAndSwap(m, v); m = maxInflight.Load() {
-					}
+				t.started[i] = time.Now()
+				for attempt := 0; ; attempt++ {
 					res, err := client.Post(endpoint, "application/json", bytes.NewReader(bodies[i]))
-					inflight.Add(-1)
 					if err == nil {
 						_, _ = io.Copy(io.Discard, res.Body)
 						res.Body.Close()
 						if res.StatusCode/100 == 2 {
+							t.acked[i] = time.Now()
 							break
 						}
 					}
 					if attempt == 9 {
 						failures.Add(1)
+						break
 					}
 					time.Sleep(100 * time.Millisecond << min(attempt, 5))
 				}
@@ -855,26 +715,14 @@ func pushAll(endpoint string, bodies [][]byte, workers int, perSecond float64, m
 		}()
 	}
 	for i := range bodies {
-		if perSecond > 0 {
-			if d := time.Until(t0.Add(time.Duration(float64(i) / perSecond * float64(time.Second)))); d > 0 {
-				time.Sleep(d)
-			}
-		}
 		work <- i
 	}
 	close(work)
 	wg.Wait()
 	if f := failures.Load(); f > 0 {
-		return started, time.Since(t0), fmt.Errorf("%d pushes never succeeded", f)
+		return t, fmt.Errorf("%d pushes never succeeded", f)
 	}
-	return started, time.Since(t0), nil
-}
-
-func rateString(r float64) string {
-	if r <= 0 {
-		return "unpaced"
-	}
-	return fmt.Sprintf("%.0f/s", r)
+	return t, nil
 }
 
 // waitOutbox waits until the sandbox accepted want messages.
@@ -896,94 +744,6 @@ func waitOutbox(g *fakeGoogle, want int, wait time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("only %d of %d messages accepted within %s", g.sb.Stats().SendsAccepted, want, wait)
-}
-
-// ---- noop -------------------------------------------------------------------------
-
-func noop() error {
-	host, err := emulatorHost()
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	project := fmt.Sprintf("loadtest-noop-%d", rand.IntN(1e9))
-	type arrival struct {
-		seq int
-		at  time.Time
-	}
-	var mu sync.Mutex
-	var arrivals []arrival
-	var inflight, maxInflight atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v := inflight.Add(1)
-		for m := maxInflight.Load(); v > m && !maxInflight.CompareAndSwap(m, v); m = maxInflight.Load() {
-		}
-		defer inflight.Add(-1)
-		var body struct {
-			Message struct {
-				Attributes map[string]string `json:"attributes"`
-			} `json:"message"`
-		}
-		_ = json.NewDecoder(r.Body).Decode(&body)
-		s, _ := strconv.Atoi(body.Message.Attributes["seq"])
-		now := time.Now()
-		mu.Lock()
-		arrivals = append(arrivals, arrival{s, now})
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	})}
-	go srv.Serve(ln)
-	defer srv.Close()
-	ps, err := pubsubClient(ctx, host, project)
-	if err != nil {
-		return err
-	}
-	defer ps.Close()
-	if err := setupTopics(ctx, ps, project, "http://"+ln.Addr().String()+"/projects/"+project+"/topics/"+sendTopic); err != nil {
-		return err
-	}
-	payload := request("user000@example.com", 0)
-	t0 := time.Now()
-	started, pubTook, err := publishAll(ctx, ps, *n, *rate, func(i int) ([]byte, map[string]string) {
-		return payload, map[string]string{"seq": strconv.Itoa(i)}
-	})
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(*maxDuration)
-	for time.Now().Before(deadline) {
-		mu.Lock()
-		k := len(arrivals)
-		mu.Unlock()
-		if k >= *n {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	var last time.Time
-	var lat latencies
-	seen := map[int]bool{}
-	for _, a := range arrivals {
-		if a.seq >= 0 && a.seq < len(started) && !seen[a.seq] {
-			seen[a.seq] = true
-			lat = append(lat, a.at.Sub(started[a.seq]))
-		}
-		if a.at.After(last) {
-			last = a.at
-		}
-	}
-	span := last.Sub(t0)
-	figure("pushed", "%d distinct of %d (%d pushes)", len(seen), *n, len(arrivals))
-	figure("throughput", "%.0f msgs/s (%.2fs; publishing took %.2fs)", float64(len(seen))/span.Seconds(), span.Seconds(), pubTook.Seconds())
-	figure("latency", "p50 %.1f ms, p99 %.1f ms (publish to push received, offered rate %s)", ms(lat.pct(50)), ms(lat.pct(99)), rateString(*rate))
-	figure("max_inflight", "%d pushes in flight", maxInflight.Load())
-	return nil
 }
 
 // ---- large ------------------------------------------------------------------------
@@ -1030,7 +790,7 @@ func large() error {
 	}
 
 	// (1) The packaged sender, largest request.
-	sp, _, err := startSender(*binPath, senderEnv(g, project, state, ps.Addr, "local"), filepath.Join(dir, "sender.log"))
+	sp, _, err := startSender(*binPath, senderEnv(g, project, state, ps.Addr), filepath.Join(dir, "sender.log"))
 	if err != nil {
 		return err
 	}
@@ -1186,7 +946,7 @@ func coldstart() error {
 		if err := g.connect(ctx, reg, email); err != nil {
 			return err
 		}
-		sp, t0, err := startSender(*binPath, senderEnv(g, project, state, ps.Addr, "local"), filepath.Join(dir, fmt.Sprintf("sender-%d.log", i)))
+		sp, t0, err := startSender(*binPath, senderEnv(g, project, state, ps.Addr), filepath.Join(dir, fmt.Sprintf("sender-%d.log", i)))
 		if err != nil {
 			return err
 		}
