@@ -38,7 +38,7 @@ test-unit: ## Fast unit tests only (no emulators).
 fuzz: ## Fuzz the relay's own logic: request decoding and composition, raw checks, push decoding and OAuth state, FUZZTIME each (default 10m).
 	@for target in FuzzDecode FuzzCompose FuzzCheckRaw; do \
 	  echo "== $$target ($(FUZZTIME))"; go test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) ./internal/message || exit 1; done
-	@echo "== FuzzDecodeWire ($(FUZZTIME))"; go test -run='^$$' -fuzz='^FuzzDecodeWire$$' -fuzztime=$(FUZZTIME) ./internal/pubsubevent
+	@echo "== FuzzDecodeWire ($(FUZZTIME))"; go test -run='^$$' -fuzz='^FuzzDecodeWire$$' -fuzztime=$(FUZZTIME) ./internal/push
 	@echo "== FuzzVerifyState ($(FUZZTIME))"; go test -run='^$$' -fuzz='^FuzzVerifyState$$' -fuzztime=$(FUZZTIME) ./internal/oauth
 
 bench: ## Benchmarks, load harness and reliability suite; prints one table of figures.

@@ -119,7 +119,7 @@ resource "google_cloudfunctions2_function" "confirm" {
 
 # Pub/Sub pushes to the sender through google_pubsub_subscription.send_push.
 # It is an HTTP function that reads the push body itself
-# (internal/function.PushFunction), deployed without an Eventarc trigger.
+# (internal/entrypoint.Push), deployed without an Eventarc trigger.
 # Ingress stays open: Cloud Functions documents that HTTP requests pushed by
 # Pub/Sub do not count as internal traffic. Access is by IAM instead: only the
 # push identity holds run.invoker.

@@ -3,10 +3,10 @@
 # `make bench` runs. Everything is local (loopback) and bounded; no emulator
 # is needed.
 #
-#   1. go test -bench ./internal/bench   relay CPU per send against the
+#   1. go test -bench ./internal/testing/bench   relay CPU per send against the
 #      sandbox (process CPU, not wall), directly and through the sender's
 #      push handler; the naive-sender baseline (benchstat-readable)
-#   2. go test -run ... ./internal/bench external calls per send and the
+#   2. go test -run ... ./internal/testing/bench external calls per send and the
 #      reliability suite (10,000 messages with faults, per-user quota,
 #      invalid_grant)
 #   3. scripts/loadtest                  the packaged sender as a process:
@@ -73,7 +73,7 @@ log "load average at start: $load_start; output in $out"
 
 # 1. Benchmarks.
 log "benchmarks (-count=$count -benchtime=$benchtime)"
-if ! go test -run '^$' -bench . -benchmem -count "$count" -benchtime "$benchtime" -timeout 60m ./internal/bench >"$out/bench.txt" 2>"$out/bench.err"; then
+if ! go test -run '^$' -bench . -benchmem -count "$count" -benchtime "$benchtime" -timeout 60m ./internal/testing/bench >"$out/bench.txt" 2>"$out/bench.err"; then
   failed="$failed benchmarks"
   tail -n 20 "$out/bench.err" >&2 || true
 fi
@@ -85,7 +85,7 @@ fi
 
 # 2. Calls per send and the reliability suite: tests that assert outcomes.
 log "calls per send and reliability suite"
-if ! BENCH_FIGURES="$figures" go test -count=1 -v -timeout 30m -run 'TestExternalCallsPerMessage|TestReliability' ./internal/bench >"$out/reliability.txt" 2>&1; then
+if ! BENCH_FIGURES="$figures" go test -count=1 -v -timeout 30m -run 'TestExternalCallsPerMessage|TestReliability' ./internal/testing/bench >"$out/reliability.txt" 2>&1; then
   failed="$failed reliability"
   grep -E -- '--- FAIL|Error|error' "$out/reliability.txt" | head -n 20 >&2 || true
 fi

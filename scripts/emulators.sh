@@ -9,7 +9,7 @@
 # Exports go to stdout, for `eval "$(scripts/emulators.sh start)"`; everything
 # else goes to stderr. The Pub/Sub emulator is exported as
 # GCLOUD_PUBSUB_EMULATOR_HOST, not PUBSUB_EMULATOR_HOST, so that it never
-# silently redirects clients in tests that use pstest (see internal/testenv).
+# silently redirects clients in tests that use pstest (see internal/testing/testenv).
 #
 # Without gcloud, Java or an emulator component, start explains what is
 # missing on stderr and exits 0 printing nothing: the emulator tests then

@@ -10,22 +10,22 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/gmailrelay/gmailrelay/internal/config"
-	"github.com/gmailrelay/gmailrelay/internal/function"
-	"github.com/gmailrelay/gmailrelay/internal/setup"
+	"github.com/gmailrelay/gmailrelay/internal/entrypoint"
+	"github.com/gmailrelay/gmailrelay/internal/wiring"
 )
 
 // Name is the function's target name.
 const Name = "confirm"
 
 // New builds the function from env, with deps' clients and stores shared.
-func New(ctx context.Context, env envconfig.Lookuper, deps setup.Deps) (http.Handler, io.Closer, error) {
-	return function.HTTP[config.Confirm](ctx, Name, env, deps.Logs, func(ctx context.Context, cfg *config.Confirm) (http.Handler, io.Closer, error) {
-		return setup.Confirm(ctx, cfg, deps)
+func New(ctx context.Context, env envconfig.Lookuper, deps wiring.Deps) (http.Handler, io.Closer, error) {
+	return entrypoint.HTTP[config.Confirm](ctx, Name, env, deps.Logs, func(ctx context.Context, cfg *config.Confirm) (http.Handler, io.Closer, error) {
+		return wiring.Confirm(ctx, cfg, deps)
 	})
 }
 
 func init() {
-	function.Register(Name, func(ctx context.Context, env envconfig.Lookuper) (http.Handler, io.Closer, error) {
-		return New(ctx, env, setup.Deps{})
+	entrypoint.Register(Name, func(ctx context.Context, env envconfig.Lookuper) (http.Handler, io.Closer, error) {
+		return New(ctx, env, wiring.Deps{})
 	})
 }

@@ -11,9 +11,9 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/gmailrelay/gmailrelay/internal/config"
-	"github.com/gmailrelay/gmailrelay/internal/function"
-	"github.com/gmailrelay/gmailrelay/internal/pubsubevent"
-	"github.com/gmailrelay/gmailrelay/internal/setup"
+	"github.com/gmailrelay/gmailrelay/internal/entrypoint"
+	"github.com/gmailrelay/gmailrelay/internal/push"
+	"github.com/gmailrelay/gmailrelay/internal/wiring"
 )
 
 // Name is the function's target name.
@@ -21,13 +21,13 @@ const Name = "healthcheck"
 
 // New builds the function from env, with deps' clients and stores shared.
 // Its handler takes the scheduler's Pub/Sub push requests.
-func New(ctx context.Context, env envconfig.Lookuper, deps setup.Deps) (http.Handler, io.Closer, error) {
-	return function.Push[config.Healthcheck](ctx, Name, env, deps.Logs, func(ctx context.Context, cfg *config.Healthcheck) (function.PushHandler, io.Closer, error) {
-		chk, closer, err := setup.Healthcheck(ctx, cfg, deps)
+func New(ctx context.Context, env envconfig.Lookuper, deps wiring.Deps) (http.Handler, io.Closer, error) {
+	return entrypoint.Push[config.Healthcheck](ctx, Name, env, deps.Logs, func(ctx context.Context, cfg *config.Healthcheck) (entrypoint.PushHandler, io.Closer, error) {
+		chk, closer, err := wiring.Healthcheck(ctx, cfg, deps)
 		if err != nil {
 			return nil, nil, err
 		}
-		return func(ctx context.Context, _ *pubsubevent.Message) error {
+		return func(ctx context.Context, _ *push.Message) error {
 			_, err := chk.Run(ctx)
 			return err
 		}, closer, nil
@@ -35,7 +35,7 @@ func New(ctx context.Context, env envconfig.Lookuper, deps setup.Deps) (http.Han
 }
 
 func init() {
-	function.Register(Name, func(ctx context.Context, env envconfig.Lookuper) (http.Handler, io.Closer, error) {
-		return New(ctx, env, setup.Deps{})
+	entrypoint.Register(Name, func(ctx context.Context, env envconfig.Lookuper) (http.Handler, io.Closer, error) {
+		return New(ctx, env, wiring.Deps{})
 	})
 }

@@ -11,10 +11,10 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/gmailrelay/gmailrelay/internal/config"
-	"github.com/gmailrelay/gmailrelay/internal/function"
-	"github.com/gmailrelay/gmailrelay/internal/pubsubevent"
+	"github.com/gmailrelay/gmailrelay/internal/entrypoint"
+	"github.com/gmailrelay/gmailrelay/internal/push"
 	send "github.com/gmailrelay/gmailrelay/internal/sender"
-	"github.com/gmailrelay/gmailrelay/internal/setup"
+	"github.com/gmailrelay/gmailrelay/internal/wiring"
 )
 
 // Name is the function's target name.
@@ -22,20 +22,20 @@ const Name = "sender"
 
 // New builds the function from env, with deps' clients and stores shared.
 // Its handler takes Pub/Sub push requests, as Cloud Run serves it.
-func New(ctx context.Context, env envconfig.Lookuper, deps setup.Deps) (http.Handler, io.Closer, error) {
-	return function.Push[config.Sender](ctx, Name, env, deps.Logs, func(ctx context.Context, cfg *config.Sender) (function.PushHandler, io.Closer, error) {
-		s, closer, err := setup.Sender(ctx, cfg, deps)
+func New(ctx context.Context, env envconfig.Lookuper, deps wiring.Deps) (http.Handler, io.Closer, error) {
+	return entrypoint.Push[config.Sender](ctx, Name, env, deps.Logs, func(ctx context.Context, cfg *config.Sender) (entrypoint.PushHandler, io.Closer, error) {
+		s, closer, err := wiring.Sender(ctx, cfg, deps)
 		if err != nil {
 			return nil, nil, err
 		}
-		return func(ctx context.Context, m *pubsubevent.Message) error {
+		return func(ctx context.Context, m *push.Message) error {
 			return s.Handle(ctx, send.Delivery{MessageID: m.ID, Data: m.Data, Attributes: m.Attributes, DeliveryAttempt: m.DeliveryAttempt})
 		}, closer, nil
 	})
 }
 
 func init() {
-	function.Register(Name, func(ctx context.Context, env envconfig.Lookuper) (http.Handler, io.Closer, error) {
-		return New(ctx, env, setup.Deps{})
+	entrypoint.Register(Name, func(ctx context.Context, env envconfig.Lookuper) (http.Handler, io.Closer, error) {
+		return New(ctx, env, wiring.Deps{})
 	})
 }

@@ -26,8 +26,8 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/message"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
+	"github.com/gmailrelay/gmailrelay/internal/respond"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
-	"github.com/gmailrelay/gmailrelay/internal/web"
 )
 
 // Tokens is the token store.
@@ -93,7 +93,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		caller, ok := identity(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gmail-relay admin"`)
-			web.Error(w, r, http.StatusUnauthorized, web.APIError{Code: "unauthenticated",
+			respond.Error(w, r, http.StatusUnauthorized, respond.APIError{Code: "unauthenticated",
 				Message: "This endpoint needs a Google identity token.",
 				Fix:     "Call it with `Authorization: Bearer $(gcloud auth print-identity-token)` as a principal holding roles/run.invoker on the admin function."})
 			return
@@ -115,12 +115,12 @@ func noRoute(w http.ResponseWriter, r *http.Request, fallback http.Handler) {
 	fallback.ServeHTTP(rec, r)
 	switch rec.status {
 	case http.StatusNotFound:
-		web.Error(w, r, http.StatusNotFound, web.APIError{Code: "not_found",
+		respond.Error(w, r, http.StatusNotFound, respond.APIError{Code: "not_found",
 			Message: r.URL.Path + " is not an admin API path.",
 			Fix:     "Use /accounts, /accounts/{email}, /accounts/{email}/test or /messages/{idempotency_key}."})
 	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", rec.header.Get("Allow"))
-		web.Error(w, r, http.StatusMethodNotAllowed, web.APIError{Code: "method_not_allowed",
+		respond.Error(w, r, http.StatusMethodNotAllowed, respond.APIError{Code: "method_not_allowed",
 			Message: r.Method + " is not allowed on " + r.URL.Path + ".",
 			Fix:     "Use one of the methods in the Allow header: " + rec.header.Get("Allow") + "."})
 	default:
@@ -181,7 +181,7 @@ func identity(r *http.Request) (string, bool) {
 
 func unavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
 	logging.FromContext(r.Context()).ErrorContext(r.Context(), what+" failed", "error", err)
-	web.Error(w, r, http.StatusServiceUnavailable, web.APIError{Code: "unavailable",
+	respond.Error(w, r, http.StatusServiceUnavailable, respond.APIError{Code: "unavailable",
 		Message: what + " failed; the log has the cause.",
 		Fix:     "Retry in a moment."})
 }
@@ -223,11 +223,11 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	for _, a := range accts {
 		views = append(views, h.view(a))
 	}
-	if web.WantsHTML(r) {
-		web.Render(w, http.StatusOK, "accounts.html", accountsPage{Accounts: views, Now: h.opts.Now().UTC()})
+	if respond.WantsHTML(r) {
+		respond.Render(w, http.StatusOK, "accounts.html", accountsPage{Accounts: views, Now: h.opts.Now().UTC()})
 		return
 	}
-	web.JSON(w, http.StatusOK, map[string]any{"accounts": views})
+	respond.JSON(w, http.StatusOK, map[string]any{"accounts": views})
 }
 
 type accountsPage struct {
@@ -247,7 +247,7 @@ func (h *Handler) account(w http.ResponseWriter, r *http.Request) (*registry.Acc
 	e := email(r)
 	a, err := h.opts.Checker.Accounts.Get(r.Context(), e)
 	if errors.Is(err, registry.ErrNotFound) || e == "" {
-		web.Error(w, r, http.StatusNotFound, web.APIError{Code: "unknown_account",
+		respond.Error(w, r, http.StatusNotFound, respond.APIError{Code: "unknown_account",
 			Message: e + " has never been connected to this relay.",
 			Fix:     "Send its owner the connect link."})
 		return nil, false
@@ -261,7 +261,7 @@ func (h *Handler) account(w http.ResponseWriter, r *http.Request) (*registry.Acc
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	if a, ok := h.account(w, r); ok {
-		web.JSON(w, http.StatusOK, h.view(a))
+		respond.JSON(w, http.StatusOK, h.view(a))
 	}
 }
 
@@ -305,7 +305,7 @@ func (h *Handler) test(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	logging.FromContext(ctx).InfoContext(ctx, "connection tested", "account", a.Email, "outcome", res.Outcome)
-	web.JSON(w, status, out)
+	respond.JSON(w, status, out)
 }
 
 // sendTest sends a short message from the mailbox to itself with the token
@@ -346,7 +346,7 @@ func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if acct == nil && terr != nil {
-		web.Error(w, r, http.StatusNotFound, web.APIError{Code: "unknown_account",
+		respond.Error(w, r, http.StatusNotFound, respond.APIError{Code: "unknown_account",
 			Message: e + " has never been connected to this relay.",
 			Fix:     "Nothing to disconnect: check the address."})
 		return
@@ -375,7 +375,7 @@ func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
 			log.WarnContext(ctx, "account disconnected", "event", "account_status_changed", "status", registry.StatusDisconnected, "previous_status", prev)
 		}
 	}
-	web.JSON(w, http.StatusOK, map[string]any{
+	respond.JSON(w, http.StatusOK, map[string]any{
 		"account": e, "status": registry.StatusDisconnected, "revoked_at_google": revoked, "token_destroyed": terr == nil,
 	})
 }
@@ -383,14 +383,14 @@ func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) messageStatus(w http.ResponseWriter, r *http.Request) {
 	key, err := url.PathUnescape(r.PathValue("key"))
 	if err != nil || key == "" {
-		web.Error(w, r, http.StatusBadRequest, web.APIError{Code: "invalid_request",
+		respond.Error(w, r, http.StatusBadRequest, respond.APIError{Code: "invalid_request",
 			Message: "The idempotency key in the path is not valid.",
 			Fix:     "URL-encode the key."})
 		return
 	}
 	rec, err := h.opts.Ledger.Get(r.Context(), key)
 	if errors.Is(err, ledger.ErrNotFound) {
-		web.Error(w, r, http.StatusNotFound, web.APIError{Code: "not_found",
+		respond.Error(w, r, http.StatusNotFound, respond.APIError{Code: "not_found",
 			Message: "No send with this idempotency key in the last 7 days.",
 			Fix:     "Check the key; records expire after 7 days."})
 		return
@@ -399,5 +399,5 @@ func (h *Handler) messageStatus(w http.ResponseWriter, r *http.Request) {
 		unavailable(w, r, "reading the ledger", err)
 		return
 	}
-	web.JSON(w, http.StatusOK, rec)
+	respond.JSON(w, http.StatusOK, rec)
 }

@@ -19,10 +19,10 @@ import (
 
 	"github.com/gmailrelay/gmailrelay/internal/admin"
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
-	"github.com/gmailrelay/gmailrelay/internal/googletest"
 	"github.com/gmailrelay/gmailrelay/internal/health"
 	"github.com/gmailrelay/gmailrelay/internal/ledger"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
+	"github.com/gmailrelay/gmailrelay/internal/testing/googletest"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
 )
 

@@ -5,7 +5,7 @@ import (
 
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
-	"github.com/gmailrelay/gmailrelay/internal/web"
+	"github.com/gmailrelay/gmailrelay/internal/respond"
 )
 
 // Authorize serves the connect page and starts the consent flow.
@@ -52,7 +52,7 @@ func (a *Authorize) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if q.Get("start") == "" {
-		web.Render(w, http.StatusOK, "connect.html", connectPage{
+		respond.Render(w, http.StatusOK, "connect.html", connectPage{
 			LoginHint:  hint,
 			Operator:   a.opts.Operator,
 			Action:     r.URL.Path,
@@ -105,11 +105,11 @@ type resultPage struct {
 // writeProblem answers with p: as JSON to callers that ask for it, and
 // otherwise as the result page, which also offers to start again.
 func writeProblem(w http.ResponseWriter, r *http.Request, p *oauth.Problem, connectURL string) {
-	if web.WantsJSON(r) {
-		web.Error(w, r, p.Status, web.APIError{Code: p.Code, Message: p.Message, Fix: p.Fix})
+	if respond.WantsJSON(r) {
+		respond.Error(w, r, p.Status, respond.APIError{Code: p.Code, Message: p.Message, Fix: p.Fix})
 		return
 	}
-	web.Render(w, p.Status, "result.html", resultPage{
+	respond.Render(w, p.Status, "result.html", resultPage{
 		Title: p.Title, Code: p.Code, Message: p.Message, Fix: p.Fix, ConnectURL: connectURL,
 	})
 }
@@ -118,7 +118,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *oauth.Problem, conn
 // links a browser follows.
 func methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", "GET, HEAD")
-	web.Error(w, r, http.StatusMethodNotAllowed, web.APIError{Code: "method_not_allowed",
+	respond.Error(w, r, http.StatusMethodNotAllowed, respond.APIError{Code: "method_not_allowed",
 		Message: r.Method + " is not allowed here: this address is a link to open in a browser.",
 		Fix:     "Open it with GET, as a browser does."})
 }

@@ -13,9 +13,9 @@ import (
 	"testing"
 
 	"github.com/gmailrelay/gmailrelay/internal/connect"
+	"github.com/gmailrelay/gmailrelay/internal/dev/sandbox"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
-	"github.com/gmailrelay/gmailrelay/internal/sandbox"
 )
 
 // TestAuthorizeConnectPage checks the page shown before anything starts.

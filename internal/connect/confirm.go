@@ -9,8 +9,8 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
+	"github.com/gmailrelay/gmailrelay/internal/respond"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
-	"github.com/gmailrelay/gmailrelay/internal/web"
 )
 
 // Confirm is the OAuth redirect URI's handler.
@@ -57,11 +57,11 @@ func (c *Confirm) write(w http.ResponseWriter, r *http.Request, o outcome) {
 		writeProblem(w, r, o.problem, c.opts.startAgain(o.hint))
 		return
 	}
-	if web.WantsJSON(r) {
-		web.JSON(w, http.StatusOK, map[string]any{"account": o.account, "status": "connected", "scopes": o.scopes})
+	if respond.WantsJSON(r) {
+		respond.JSON(w, http.StatusOK, map[string]any{"account": o.account, "status": "connected", "scopes": o.scopes})
 		return
 	}
-	web.Render(w, http.StatusOK, "result.html", resultPage{
+	respond.Render(w, http.StatusOK, "result.html", resultPage{
 		Connected: true, Title: "Connected " + o.account, Account: o.account, Scopes: o.scopes,
 	})
 }

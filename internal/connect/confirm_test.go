@@ -14,7 +14,7 @@ import (
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
 	"google.golang.org/grpc/codes"
 
-	"github.com/gmailrelay/gmailrelay/internal/sandbox"
+	"github.com/gmailrelay/gmailrelay/internal/dev/sandbox"
 )
 
 // TestConfirmConnects walks the whole flow and checks everything a

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/gmailrelay/gmailrelay/internal/registry"
-	"github.com/gmailrelay/gmailrelay/internal/testenv"
+	"github.com/gmailrelay/gmailrelay/internal/testing/testenv"
 )
 
 // TestConfirmFirestore runs a connect and a reconnect against the real

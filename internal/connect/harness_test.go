@@ -27,11 +27,11 @@ import (
 
 	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/connect"
+	"github.com/gmailrelay/gmailrelay/internal/dev/sandbox"
+	"github.com/gmailrelay/gmailrelay/internal/dev/secretfake"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
-	"github.com/gmailrelay/gmailrelay/internal/sandbox"
-	"github.com/gmailrelay/gmailrelay/internal/secretfake"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/gmailrelay/gmailrelay/internal/testenv"
+	"github.com/gmailrelay/gmailrelay/internal/testing/testenv"
 )
 
 // TestLogsHoldNoSecrets runs flows that log at every level, through a plain

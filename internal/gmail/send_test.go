@@ -18,10 +18,10 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/gmailrelay/gmailrelay/internal/dev/sandbox"
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
-	"github.com/gmailrelay/gmailrelay/internal/sandbox"
-	"github.com/gmailrelay/gmailrelay/internal/sendertest"
-	"github.com/gmailrelay/gmailrelay/internal/testenv"
+	"github.com/gmailrelay/gmailrelay/internal/testing/sendertest"
+	"github.com/gmailrelay/gmailrelay/internal/testing/testenv"
 )
 
 const account = "alice@example.com"

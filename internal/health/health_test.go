@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/gmailrelay/gmailrelay/internal/events"
-	"github.com/gmailrelay/gmailrelay/internal/googletest"
 	"github.com/gmailrelay/gmailrelay/internal/health"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
-	"github.com/gmailrelay/gmailrelay/internal/testenv"
+	"github.com/gmailrelay/gmailrelay/internal/testing/googletest"
+	"github.com/gmailrelay/gmailrelay/internal/testing/testenv"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
 )
 

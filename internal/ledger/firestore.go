@@ -9,14 +9,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/gmailrelay/gmailrelay/internal/docstore"
+	"github.com/gmailrelay/gmailrelay/internal/storeops"
 )
 
 // Firestore is the production Store, one document per key in Collection of
 // a native-mode database.
 type Firestore struct {
 	client *firestore.Client
-	stats  docstore.Counters
+	stats  storeops.Counters
 }
 
 var _ Store = (*Firestore)(nil)
@@ -293,4 +293,4 @@ func orDelete(s string) any {
 	return s
 }
 
-func wrap(op string, err error) error { return docstore.Wrap(op, err, ErrNotFound, ErrUnavailable) }
+func wrap(op string, err error) error { return storeops.Wrap(op, err, ErrNotFound, ErrUnavailable) }

@@ -17,7 +17,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gmailrelay/gmailrelay/internal/docstore"
+	"github.com/gmailrelay/gmailrelay/internal/storeops"
 )
 
 // Collection is the Firestore collection holding the records. The TTL policy
@@ -173,7 +173,7 @@ type Store interface {
 }
 
 // Stats counts the reads and committed writes a store made.
-type Stats = docstore.Stats
+type Stats = storeops.Stats
 
 // DocID is the document ID of key. Idempotency keys may contain "/", which
 // Firestore IDs cannot, and may be long, so the ID is a fixed-size hash.

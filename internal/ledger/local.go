@@ -16,7 +16,7 @@ import (
 
 	"github.com/gmailrelay/gmailrelay/internal/atomicfile"
 
-	"github.com/gmailrelay/gmailrelay/internal/docstore"
+	"github.com/gmailrelay/gmailrelay/internal/storeops"
 )
 
 // Local is the Store of make dev: records live in memory, and the file at its
@@ -42,7 +42,7 @@ import (
 // share a file.
 type Local struct {
 	path  string
-	stats docstore.Counters
+	stats storeops.Counters
 
 	mu   sync.Mutex
 	recs map[string]*Record // by DocID

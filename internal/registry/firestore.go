@@ -10,14 +10,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gmailrelay/gmailrelay/internal/account"
-	"github.com/gmailrelay/gmailrelay/internal/docstore"
+	"github.com/gmailrelay/gmailrelay/internal/storeops"
 )
 
 // Firestore is the production Store, one document per account in Collection
 // of a native-mode database.
 type Firestore struct {
 	client *firestore.Client
-	stats  docstore.Counters
+	stats  storeops.Counters
 }
 
 var _ Store = (*Firestore)(nil)
@@ -217,4 +217,4 @@ func stringOrDelete(s string) any {
 	return s
 }
 
-func wrap(op string, err error) error { return docstore.Wrap(op, err, ErrNotFound, ErrUnavailable) }
+func wrap(op string, err error) error { return storeops.Wrap(op, err, ErrNotFound, ErrUnavailable) }

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gmailrelay/gmailrelay/internal/registry"
-	"github.com/gmailrelay/gmailrelay/internal/testenv"
+	"github.com/gmailrelay/gmailrelay/internal/testing/testenv"
 )
 
 func TestFirestoreContract(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/atomicfile"
-	"github.com/gmailrelay/gmailrelay/internal/docstore"
+	"github.com/gmailrelay/gmailrelay/internal/storeops"
 )
 
 // Local is the Store of make dev: accounts live in memory and every change
@@ -20,7 +20,7 @@ import (
 // must not share a file.
 type Local struct {
 	path  string
-	stats docstore.Counters
+	stats storeops.Counters
 
 	mu       sync.Mutex
 	accounts map[string]*Account // by normalized address

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/gmailrelay/gmailrelay/internal/account"
-	"github.com/gmailrelay/gmailrelay/internal/docstore"
+	"github.com/gmailrelay/gmailrelay/internal/storeops"
 )
 
 // Collection is the Firestore collection holding the accounts.
@@ -106,7 +106,7 @@ type Store interface {
 }
 
 // Stats counts the reads and committed writes a store made.
-type Stats = docstore.Stats
+type Stats = storeops.Stats
 
 func checkEmail(email string) error {
 	n := account.Normalize(email)

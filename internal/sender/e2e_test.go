@@ -24,13 +24,13 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/gmailrelay/gmailrelay/internal/dev/sandbox"
 	"github.com/gmailrelay/gmailrelay/internal/ledger"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/results"
-	"github.com/gmailrelay/gmailrelay/internal/sandbox"
-	"github.com/gmailrelay/gmailrelay/internal/sendertest"
-	"github.com/gmailrelay/gmailrelay/internal/testenv"
+	"github.com/gmailrelay/gmailrelay/internal/testing/sendertest"
+	"github.com/gmailrelay/gmailrelay/internal/testing/testenv"
 )
 
 // buildFunction builds scripts/function: the deployed functions as the

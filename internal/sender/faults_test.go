@@ -10,12 +10,12 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/gmailrelay/gmailrelay/internal/dev/sandbox"
 	"github.com/gmailrelay/gmailrelay/internal/ledger"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/results"
-	"github.com/gmailrelay/gmailrelay/internal/sandbox"
-	"github.com/gmailrelay/gmailrelay/internal/sendertest"
+	"github.com/gmailrelay/gmailrelay/internal/testing/sendertest"
 )
 
 // TestRateLimitRetryAfter: a 429 with "Retry after" is nacked, and the time

@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gmailrelay/gmailrelay/internal/dev/sandbox"
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
 	"github.com/gmailrelay/gmailrelay/internal/ledger"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/results"
-	"github.com/gmailrelay/gmailrelay/internal/sandbox"
-	"github.com/gmailrelay/gmailrelay/internal/sendertest"
+	"github.com/gmailrelay/gmailrelay/internal/testing/sendertest"
 )
 
 // Google's bodies, verbatim or reconstructed as internal/sandbox/bodies.go

@@ -12,8 +12,8 @@ import (
 
 	"github.com/gmailrelay/gmailrelay/internal/results"
 	"github.com/gmailrelay/gmailrelay/internal/sender"
-	"github.com/gmailrelay/gmailrelay/internal/sendertest"
-	"github.com/gmailrelay/gmailrelay/internal/testenv"
+	"github.com/gmailrelay/gmailrelay/internal/testing/sendertest"
+	"github.com/gmailrelay/gmailrelay/internal/testing/testenv"
 )
 
 const (

@@ -15,7 +15,7 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/message"
 	"github.com/gmailrelay/gmailrelay/internal/results"
 	"github.com/gmailrelay/gmailrelay/internal/sender"
-	"github.com/gmailrelay/gmailrelay/internal/sendertest"
+	"github.com/gmailrelay/gmailrelay/internal/testing/sendertest"
 )
 
 // TestHappyPath: one delivery, one .eml, one sent result naming Gmail's IDs,

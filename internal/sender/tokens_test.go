@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/gmailrelay/gmailrelay/internal/results"
-	"github.com/gmailrelay/gmailrelay/internal/sendertest"
+	"github.com/gmailrelay/gmailrelay/internal/testing/sendertest"
 )
 
 // TestTokenCache: a burst of 100 sends on one account shares one Secret Manager

@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gmailrelay/gmailrelay/internal/account"
-	"github.com/gmailrelay/gmailrelay/internal/secretfake"
-	"github.com/gmailrelay/gmailrelay/internal/testenv"
+	"github.com/gmailrelay/gmailrelay/internal/dev/secretfake"
+	"github.com/gmailrelay/gmailrelay/internal/testing/testenv"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
 )
 

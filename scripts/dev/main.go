@@ -9,7 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/gmailrelay/gmailrelay/internal/devserver"
+	"github.com/gmailrelay/gmailrelay/internal/dev/devserver"
 )
 
 func main() {

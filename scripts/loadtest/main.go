@@ -52,13 +52,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/gmailrelay/gmailrelay/internal/dev/sandbox"
+	"github.com/gmailrelay/gmailrelay/internal/dev/secretfake"
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
 	"github.com/gmailrelay/gmailrelay/internal/message"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
-	"github.com/gmailrelay/gmailrelay/internal/procstat"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
-	"github.com/gmailrelay/gmailrelay/internal/sandbox"
-	"github.com/gmailrelay/gmailrelay/internal/secretfake"
+	"github.com/gmailrelay/gmailrelay/internal/testing/procstat"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
 )
 
