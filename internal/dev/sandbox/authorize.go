@@ -449,8 +449,8 @@ var consentTmpl = template.Must(template.New("consent").Parse(`<!DOCTYPE html>
 <p>Select what it can access:</p>
 {{range .Scopes}}<label><input type="checkbox" name="grant" value="{{.Value}}" checked> {{.Label}} <small><code>{{.Value}}</code></small></label>
 {{end}}<p>You will be sent back to <code>{{.Redirect}}</code>.</p>
-<button type="submit" name="action" value="deny">Deny</button>
 <button type="submit" name="action" value="allow">Allow</button>
+<button type="submit" name="action" value="deny">Deny</button>
 </form>
 </body></html>
 `))

@@ -462,8 +462,8 @@ Control (JSON): <code>/sandbox/outbox</code>, <code>/sandbox/accounts</code>, <c
 
 <h2>Outbox</h2>
 {{if .Outbox}}<p>Newest first; {{.Shown}} of {{.Total}}.</p>
-<table><tr><th>Time</th><th>From account</th><th>ID</th><th>Thread</th><th>Size</th></tr>
-{{range .Outbox}}<tr><td>{{.Time.Format "2006-01-02 15:04:05"}}</td><td>{{.Email}}</td><td><a href="/sandbox/outbox/{{.ID}}"><code>{{.ID}}</code></a></td><td><code>{{.ThreadID}}</code></td><td>{{.Size}}</td></tr>
+<table><tr><th>Time</th><th>From account</th><th>To</th><th>Subject</th><th>ID</th><th>Thread</th><th>Size</th></tr>
+{{range .Outbox}}<tr><td>{{.Time.Format "2006-01-02 15:04:05"}}</td><td>{{.Email}}</td><td>{{.To}}</td><td>{{.Subject}}</td><td><a href="/sandbox/outbox/{{.ID}}"><code>{{.ID}}</code></a></td><td><code>{{.ThreadID}}</code></td><td>{{.Size}}</td></tr>
 {{end}}</table>{{else}}<p>Empty: no message accepted yet.</p>{{end}}
 </body></html>
 `))

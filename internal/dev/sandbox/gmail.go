@@ -46,6 +46,28 @@ type OutboxMessage struct {
 	Path     string    `json:"path"`  // the .eml file, exactly the bytes sent
 	Size     int64     `json:"size"`
 	Time     time.Time `json:"time"`
+	// To and Subject are read from the message's header, for people
+	// looking at the outbox; the .eml is what was sent.
+	To      string `json:"to,omitempty"`
+	Subject string `json:"subject,omitempty"`
+}
+
+// summary reads To and Subject from raw's header, decoding encoded words;
+// a header it cannot read leaves them empty.
+func summary(raw []byte) (to, subject string) {
+	m, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		return "", ""
+	}
+	subject = m.Header.Get("Subject")
+	if d, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
+		subject = d
+	}
+	to = m.Header.Get("To")
+	if d, err := new(mime.WordDecoder).DecodeHeader(to); err == nil {
+		to = d
+	}
+	return to, subject
 }
 
 // Outbox returns the accepted messages, oldest first. With a StateDir it
@@ -559,6 +581,7 @@ func (s *Server) store(email, threadID string, raw []byte) (OutboxMessage, error
 		return OutboxMessage{}, err
 	}
 	msg := OutboxMessage{ID: id, ThreadID: threadID, Email: email, Path: path, Size: int64(len(raw)), Time: now}
+	msg.To, msg.Subject = summary(raw)
 	s.mu.Lock()
 	s.outbox = append(s.outbox, msg)
 	s.mu.Unlock()

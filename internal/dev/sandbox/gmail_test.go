@@ -790,3 +790,19 @@ func TestResumableProtocol(t *testing.T) {
 		t.Errorf("media upload: %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestOutboxSummary: the outbox lists each message's To and Subject, with
+// encoded words decoded, so a person can find a message without opening it.
+func TestOutboxSummary(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	svc := e.gmail(e.connect("alice@example.com"))
+	raw := message("Bob <bob@example.org>", "=?utf-8?q?Caf=C3=A9_42?=", "hello")
+	if _, err := svc.Users.Messages.Send("me", &gmail.Message{Raw: base64.URLEncoding.EncodeToString(raw)}).Do(); err != nil {
+		t.Fatal(err)
+	}
+	out := e.sb.Outbox()
+	if got := out[len(out)-1]; got.To != "Bob <bob@example.org>" || got.Subject != "Café 42" {
+		t.Errorf("outbox entry To %q, Subject %q; want %q, %q", got.To, got.Subject, "Bob <bob@example.org>", "Café 42")
+	}
+}
