@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Operator CLI for the admin function.
 #
-#   scripts/admin.sh list                    # every account, its status and token age
+#   scripts/admin.sh list [--json]           # every account: email, status, last refresh, last error
 #   scripts/admin.sh show EMAIL              # one account
 #   scripts/admin.sh test EMAIL [--send]     # a real token refresh (and a test message to itself)
 #   scripts/admin.sh disconnect EMAIL        # revoke at Google, destroy the secret, mark disconnected
@@ -9,14 +9,15 @@
 #
 # ADMIN_URL defaults to the local dev server (http://localhost:8080/admin).
 # For a deployed relay set ADMIN_URL to the Terraform output admin_url; the
-# script then sends an identity token from `gcloud auth print-identity-token`
-# (your account needs roles/run.invoker on the admin function).
+# script then sends an identity token for that audience from
+# `gcloud auth print-identity-token --audiences` (a service account, or
+# ADMIN_IMPERSONATE=SA_EMAIL to impersonate one; it needs roles/run.invoker).
 set -euo pipefail
 
 ADMIN_URL="${ADMIN_URL:-http://localhost:${PORT:-8080}/admin}"
 ADMIN_URL="${ADMIN_URL%/}"
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 urlencode() {
   local s="$1" out="" c i
   for ((i = 0; i < ${#s}; i++)); do
@@ -27,16 +28,19 @@ urlencode() {
 }
 
 call() {
-  local method="$1" path="$2" auth=()
+  local method="$1" path="$2" accept="${3:-application/json}" auth=()
   if [[ "$ADMIN_URL" == https://* ]]; then
-    local token
-    token="$(gcloud auth print-identity-token 2>/dev/null)" || {
-      echo "admin.sh: could not get an identity token: run 'gcloud auth login' first" >&2; exit 1; }
-    auth=(-H "Authorization: Bearer $token")
+    local token imp=()
+    [ -n "${ADMIN_IMPERSONATE:-}" ] && imp=(--impersonate-service-account="$ADMIN_IMPERSONATE")
+    token="$(gcloud auth print-identity-token --audiences="$ADMIN_URL" "${imp[@]}" 2>/dev/null)" || {
+      echo "admin.sh: could not get an identity token for $ADMIN_URL: run 'gcloud auth login' with a service account, or set ADMIN_IMPERSONATE" >&2; exit 1; }
+    # Cloud Run checks X-Serverless-Authorization and strips its
+    # signature; Authorization reaches the function whole, to be verified.
+    auth=(-H "X-Serverless-Authorization: Bearer $token" -H "Authorization: Bearer $token")
   fi
   local body code
   body="$(mktemp)"
-  code="$(curl -sS -o "$body" -w '%{http_code}' -X "$method" -H 'Accept: application/json' "${auth[@]}" "$ADMIN_URL$path")" || {
+  code="$(curl -sS -o "$body" -w '%{http_code}' -X "$method" -H "Accept: $accept" "${auth[@]}" "$ADMIN_URL$path")" || {
     echo "admin.sh: cannot reach $ADMIN_URL (is \`make dev\` running, or ADMIN_URL right?)" >&2; rm -f "$body"; exit 1; }
   cat "$body"; echo
   rm -f "$body"
@@ -46,7 +50,12 @@ call() {
 [ $# -ge 1 ] || usage
 cmd="$1"; shift
 case "$cmd" in
-  list) call GET /accounts ;;
+  list)
+    case "${1:-}" in
+      --json) call GET /accounts ;;
+      "") call GET /accounts text/plain ;;
+      *) usage ;;
+    esac ;;
   show) [ $# -eq 1 ] || usage; call GET "/accounts/$(urlencode "$1")" ;;
   test)
     [ $# -ge 1 ] || usage

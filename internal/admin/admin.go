@@ -2,19 +2,18 @@
 // test a connection with a real refresh (and optionally a real send),
 // disconnect a mailbox (revoke at Google, destroy the secret, mark it), and
 // look up a message's send status by idempotency key. It answers JSON for
-// tools and an HTML status table for browsers. When deployed it sits behind
-// Cloud Run's IAM invoker check; it also refuses calls that carry no
-// identity token, in case ingress is ever opened by mistake.
+// tools, and for browsers an HTML table whose buttons are plain forms. When
+// deployed it sits behind Cloud Run's IAM invoker check; it also verifies
+// the caller's identity token itself, in case ingress is ever opened by
+// mistake, refuses requests for another Host, and refuses state changes
+// sent from another site (see guard.go).
 package admin
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -59,15 +58,24 @@ type Options struct {
 	Revoker Revoker
 	Ledger  Ledger
 	Gmail   *gmail.Client
-	// RequireAuth refuses requests without a bearer identity token.
+	// URL is the function's public URL (ADMIN_URL): requests for another
+	// Host are refused, and identity tokens must name it as audience.
+	// Empty skips the Host check.
+	URL string
+	// RequireAuth refuses requests without a bearer identity token that
+	// Verifier accepts for URL.
 	RequireAuth bool
-	Now         func() time.Time
+	// Verifier checks identity tokens; nil means idtoken's validator on
+	// Google's certificates.
+	Verifier Verifier
+	Now      func() time.Time
 }
 
 // Handler serves the admin API.
 type Handler struct {
-	opts Options
-	mux  *http.ServeMux
+	opts    Options
+	mux     *http.ServeMux
+	guarded http.Handler
 }
 
 // New returns the admin handler.
@@ -83,23 +91,19 @@ func New(o Options) *Handler {
 	h.mux.HandleFunc("GET /accounts/{email}", h.get)
 	h.mux.HandleFunc("POST /accounts/{email}/test", h.test)
 	h.mux.HandleFunc("DELETE /accounts/{email}", h.disconnect)
+	// HTML forms can only POST: the page's Disconnect button comes here.
+	h.mux.HandleFunc("POST /accounts/{email}/disconnect", h.disconnectForm)
 	h.mux.HandleFunc("GET /messages/{key...}", h.messageStatus)
+	h.guarded = newGuard(o).wrap(http.HandlerFunc(h.route))
 	return h
 }
 
-// ServeHTTP routes a request after the identity check.
+// ServeHTTP routes a request after the Host, identity and origin checks.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.opts.RequireAuth {
-		caller, ok := identity(r)
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gmail-relay admin"`)
-			respond.Error(w, r, http.StatusUnauthorized, respond.APIError{Code: "unauthenticated",
-				Message: "This endpoint needs a Google identity token.",
-				Fix:     "Call it with `Authorization: Bearer $(gcloud auth print-identity-token)` as a principal holding roles/run.invoker on the admin function."})
-			return
-		}
-		r = r.WithContext(logging.WithLogger(r.Context(), logging.FromContext(r.Context()).With("caller", caller)))
-	}
+	h.guarded.ServeHTTP(w, r)
+}
+
+func (h *Handler) route(w http.ResponseWriter, r *http.Request) {
 	if fallback, pattern := h.mux.Handler(r); pattern == "" {
 		noRoute(w, r, fallback)
 		return
@@ -149,36 +153,6 @@ func (s *statusRecorder) WriteHeader(status int) {
 	}
 }
 
-// identity reads the caller from the bearer token. Cloud Run has already
-// verified the token's signature (and replaces it before the request
-// arrives), so only the claims are read here, for the audit log.
-func identity(r *http.Request) (string, bool) {
-	auth := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || tok == "" {
-		return "", false
-	}
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return "", false
-	}
-	body, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return "", false
-	}
-	var claims struct {
-		Email string `json:"email"`
-		Sub   string `json:"sub"`
-	}
-	if json.Unmarshal(body, &claims) != nil || (claims.Email == "" && claims.Sub == "") {
-		return "", false
-	}
-	if claims.Email != "" {
-		return claims.Email, true
-	}
-	return claims.Sub, true
-}
-
 func unavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
 	logging.FromContext(r.Context()).ErrorContext(r.Context(), what+" failed", "error", err)
 	respond.Error(w, r, http.StatusServiceUnavailable, respond.APIError{Code: "unavailable",
@@ -224,15 +198,14 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		views = append(views, h.view(a))
 	}
 	if respond.WantsHTML(r) {
-		respond.Render(w, http.StatusOK, "accounts.html", accountsPage{Accounts: views, Now: h.opts.Now().UTC()})
+		respond.Render(w, http.StatusOK, "accounts.html", h.page(views))
+		return
+	}
+	if wantsText(r) {
+		writeTable(w, views)
 		return
 	}
 	respond.JSON(w, http.StatusOK, map[string]any{"accounts": views})
-}
-
-type accountsPage struct {
-	Accounts []AccountView
-	Now      time.Time
 }
 
 func email(r *http.Request) string {
@@ -277,11 +250,24 @@ type SentView struct {
 	Error          string `json:"error,omitempty"`
 }
 
+// test refreshes the account's token; with send=1 (query or form) it also
+// sends a test message, to the mailbox itself or to the form's to.
 func (h *Handler) test(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	send := r.FormValue("send") == "1"
+	to := r.FormValue("to")
 	a, ok := h.account(w, r)
 	if !ok {
 		return
+	}
+	if send && to != "" {
+		if to = bareAddress(to); to == "" {
+			respond.Error(w, r, http.StatusBadRequest, respond.APIError{Code: "invalid_request",
+				Message: "The test message's recipient is not an email address.",
+				Fix:     "Enter one bare address, such as you@example.com, or leave it empty to send to the mailbox itself."})
+			return
+		}
 	}
 	res, err := h.opts.Checker.Check(ctx, a.Email)
 	if err != nil {
@@ -298,22 +284,29 @@ func (h *Handler) test(w http.ResponseWriter, r *http.Request) {
 	case health.OutcomeSkipped:
 		status = http.StatusConflict
 	}
-	if r.URL.Query().Get("send") == "1" && res.AccessToken != nil {
-		out.TestMessage = h.sendTest(ctx, a.Email, res.AccessToken)
+	if send && res.AccessToken != nil {
+		if to == "" {
+			to = a.Email
+		}
+		out.TestMessage = h.sendTest(ctx, a.Email, to, res.AccessToken)
 		if out.TestMessage.Error != "" {
 			status = http.StatusBadGateway
 		}
 	}
 	logging.FromContext(ctx).InfoContext(ctx, "connection tested", "account", a.Email, "outcome", res.Outcome)
+	if respond.WantsHTML(r) {
+		h.renderTest(w, status, out, send)
+		return
+	}
 	respond.JSON(w, status, out)
 }
 
-// sendTest sends a short message from the mailbox to itself with the token
-// the check just obtained.
-func (h *Handler) sendTest(ctx context.Context, account string, tok *oauth2.Token) *SentView {
+// sendTest sends a short message from the mailbox to to with the token the
+// check just obtained.
+func (h *Handler) sendTest(ctx context.Context, account, to string, tok *oauth2.Token) *SentView {
 	now := h.opts.Now()
 	raw, err := message.Compose(&message.Request{
-		Account: account, FromName: "gmail-relay", To: []string{account},
+		Account: account, FromName: "gmail-relay", To: []string{to},
 		Subject: "gmail-relay connection test",
 		Text:    "This message confirms that gmail-relay can send from " + account + " (" + now.UTC().Format(time.RFC3339) + ").",
 	}, message.ComposeOptions{Now: now})
@@ -332,24 +325,43 @@ func (h *Handler) sendTest(ctx context.Context, account string, tok *oauth2.Toke
 }
 
 func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	e := email(r)
+	d, status, apiErr := h.doDisconnect(r.Context(), email(r))
+	if apiErr != nil {
+		respond.Error(w, r, status, *apiErr)
+		return
+	}
+	respond.JSON(w, http.StatusOK, d)
+}
+
+// Disconnected answers a disconnection.
+type Disconnected struct {
+	Account         string          `json:"account"`
+	Status          registry.Status `json:"status"`
+	RevokedAtGoogle bool            `json:"revoked_at_google"`
+	TokenDestroyed  bool            `json:"token_destroyed"`
+}
+
+// doDisconnect revokes e's grant at Google, destroys its secret and marks
+// it disconnected. It decides; callers write the answer as JSON or a page.
+func (h *Handler) doDisconnect(ctx context.Context, e string) (*Disconnected, int, *respond.APIError) {
 	log := logging.FromContext(ctx).With("account", e)
+	fail := func(what string, err error) (*Disconnected, int, *respond.APIError) {
+		log.ErrorContext(ctx, what+" failed", "error", err)
+		return nil, http.StatusServiceUnavailable, &respond.APIError{Code: "unavailable",
+			Message: what + " failed; the log has the cause.", Fix: "Retry in a moment."}
+	}
 	acct, err := h.opts.Checker.Accounts.Get(ctx, e)
 	if err != nil && !errors.Is(err, registry.ErrNotFound) {
-		unavailable(w, r, "reading the account", err)
-		return
+		return fail("reading the account", err)
 	}
 	tok, terr := h.opts.Tokens.Load(ctx, e)
 	if terr != nil && !errors.Is(terr, tokenstore.ErrNotFound) && !errors.Is(terr, tokenstore.ErrCorrupt) {
-		unavailable(w, r, "reading the token", terr)
-		return
+		return fail("reading the token", terr)
 	}
 	if acct == nil && terr != nil {
-		respond.Error(w, r, http.StatusNotFound, respond.APIError{Code: "unknown_account",
+		return nil, http.StatusNotFound, &respond.APIError{Code: "unknown_account",
 			Message: e + " has never been connected to this relay.",
-			Fix:     "Nothing to disconnect: check the address."})
-		return
+			Fix:     "Nothing to disconnect: check the address."}
 	}
 	revoked := false
 	if terr == nil {
@@ -361,23 +373,19 @@ func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
 			revoked = true
 		}
 		if err := h.opts.Tokens.Delete(ctx, e); err != nil {
-			unavailable(w, r, "destroying the token secret", err)
-			return
+			return fail("destroying the token secret", err)
 		}
 	}
 	if acct != nil {
 		changed, prev, err := h.opts.Checker.Accounts.SetStatus(ctx, e, registry.StatusDisconnected, "disconnected by the operator", h.opts.Now().UTC())
 		if err != nil {
-			unavailable(w, r, "recording the disconnection", err)
-			return
+			return fail("recording the disconnection", err)
 		}
 		if changed {
 			log.WarnContext(ctx, "account disconnected", "event", "account_status_changed", "status", registry.StatusDisconnected, "previous_status", prev)
 		}
 	}
-	respond.JSON(w, http.StatusOK, map[string]any{
-		"account": e, "status": registry.StatusDisconnected, "revoked_at_google": revoked, "token_destroyed": terr == nil,
-	})
+	return &Disconnected{Account: e, Status: registry.StatusDisconnected, RevokedAtGoogle: revoked, TokenDestroyed: terr == nil}, http.StatusOK, nil
 }
 
 func (h *Handler) messageStatus(w http.ResponseWriter, r *http.Request) {

@@ -30,8 +30,12 @@ type fixture struct {
 	st     *googletest.Stack
 	ledger *ledger.Local
 	srv    *httptest.Server
+	idp    *identities
 }
 
+// newFixture serves the admin handler with its URL (ADMIN_URL) set to the
+// server's own, so the Host check is on, and with requireAuth verifying
+// identity tokens against the sandbox's JWKS.
 func newFixture(t *testing.T, requireAuth bool) *fixture {
 	t.Helper()
 	st := googletest.New(t)
@@ -39,13 +43,17 @@ func newFixture(t *testing.T, requireAuth bool) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := admin.New(admin.Options{
+	srv := httptest.NewUnstartedServer(nil)
+	base := "http://" + srv.Listener.Addr().String()
+	idp := newIdentities(t)
+	srv.Config.Handler = admin.New(admin.Options{
 		Checker: &health.Checker{Tokens: st.Tokens, Accounts: st.Registry, OAuth: st.OAuth, ConnectURL: "https://relay.example.com/authorize"},
-		Tokens:  st.Tokens, Revoker: st.OAuth, Ledger: l, Gmail: gmail.New(st.URL+"/", nil), RequireAuth: requireAuth,
+		Tokens:  st.Tokens, Revoker: st.OAuth, Ledger: l, Gmail: gmail.New(st.URL+"/", nil),
+		URL: base, RequireAuth: requireAuth, Verifier: idp.verifier,
 	})
-	srv := httptest.NewServer(h)
+	srv.Start()
 	t.Cleanup(srv.Close)
-	return &fixture{st: st, ledger: l, srv: srv}
+	return &fixture{st: st, ledger: l, srv: srv, idp: idp}
 }
 
 func (f *fixture) do(t *testing.T, method, path string, hdr map[string]string) (int, []byte) {
@@ -53,6 +61,9 @@ func (f *fixture) do(t *testing.T, method, path string, hdr map[string]string) (
 	req, _ := http.NewRequest(method, f.srv.URL+path, nil)
 	for k, v := range hdr {
 		req.Header.Set(k, v)
+	}
+	if h := hdr["Host"]; h != "" {
+		req.Host = h
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -66,16 +77,26 @@ func (f *fixture) do(t *testing.T, method, path string, hdr map[string]string) (
 	return resp.StatusCode, body
 }
 
-// idToken is shaped like what Cloud Run passes on after verifying a
-// caller's identity token.
-func idToken(email string) string {
+// strippedToken is what Cloud Run passes on in Authorization after
+// checking a token itself: the claims with the signature cut off.
+func strippedToken(email string) string {
 	enc := base64.RawURLEncoding.EncodeToString
 	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(`{"email":"`+email+`","sub":"1"}`)) + ".SIGNATURE_REMOVED_BY_GOOGLE"
 }
 
+// TestRequiresIdentity: a bearer token is accepted only when it verifies as
+// Google-signed (here: by the sandbox's key, fetched from its JWKS) for the
+// admin URL, from Google's issuer, unexpired.
 func TestRequiresIdentity(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, true)
+	aud := f.srv.URL
+	now := time.Now()
+	good := func() map[string]any { return f.idp.claims("ops@example.com", aud, now) }
+	with := func(k string, v any) map[string]any { c := good(); c[k] = v; return c }
+	// A real ID token from the sandbox's token endpoint: signed by the same
+	// key, but for the OAuth client, not for this function.
+	clientToken, _ := f.st.Grant(t, "alice@example.com").Extra("id_token").(string)
 	cases := []struct {
 		name, auth string
 		want       int
@@ -83,7 +104,14 @@ func TestRequiresIdentity(t *testing.T) {
 		{"none", "", http.StatusUnauthorized},
 		{"not bearer", "Basic dXNlcjpwYXNz", http.StatusUnauthorized},
 		{"not a JWT", "Bearer abc", http.StatusUnauthorized},
-		{"identity token", "Bearer " + idToken("ops@example.com"), http.StatusOK},
+		{"JWT-shaped, unsigned", "Bearer x.eyJzdWIiOiJhdHRhY2tlciJ9.x", http.StatusUnauthorized},
+		{"signature stripped", "Bearer " + strippedToken("ops@example.com"), http.StatusUnauthorized},
+		{"signed by another key", "Bearer " + f.idp.signOther(t, good()), http.StatusUnauthorized},
+		{"Google-signed for the OAuth client", "Bearer " + clientToken, http.StatusUnauthorized},
+		{"another audience", "Bearer " + f.idp.sign(t, with("aud", "https://other.example")), http.StatusUnauthorized},
+		{"expired", "Bearer " + f.idp.sign(t, with("exp", now.Add(-time.Minute).Unix())), http.StatusUnauthorized},
+		{"not Google's issuer", "Bearer " + f.idp.sign(t, with("iss", "https://evil.example")), http.StatusUnauthorized},
+		{"identity token", "Bearer " + f.idp.sign(t, good()), http.StatusOK},
 	}
 	for _, c := range cases {
 		code, body := f.do(t, "GET", "/accounts", map[string]string{"Authorization": c.auth})
@@ -262,6 +290,12 @@ func TestErrorShape(t *testing.T) {
 	}{
 		{"no identity", guarded, "GET", "/accounts", nil, http.StatusUnauthorized, "unauthenticated"},
 		{"identity not a JWT", guarded, "GET", "/accounts", map[string]string{"Authorization": "Bearer abc"}, http.StatusUnauthorized, "unauthenticated"},
+		{"identity unsigned", guarded, "GET", "/accounts", map[string]string{"Authorization": "Bearer x.eyJzdWIiOiJhdHRhY2tlciJ9.x"}, http.StatusUnauthorized, "unauthenticated"},
+		{"cross-site form post", open, "POST", "/accounts/alice@example.com/test", map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden, "cross_origin"},
+		{"cross-site fetch", open, "DELETE", "/accounts/alice@example.com", map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden, "cross_origin"},
+		{"another host", open, "GET", "/accounts", map[string]string{"Host": "evil.example"}, http.StatusMisdirectedRequest, "wrong_host"},
+		{"test message to a non-address", open, "POST", "/accounts/alice@example.com/test?send=1&to=" + url.QueryEscape("Bob <bob@example.org>"), nil, http.StatusBadRequest, "invalid_request"},
+		{"disconnect form unconfirmed", open, "POST", "/accounts/alice@example.com/disconnect", nil, http.StatusBadRequest, "confirmation_required"},
 		{"get unknown account", open, "GET", "/accounts/carol@example.com", nil, http.StatusNotFound, "unknown_account"},
 		{"test unknown account", open, "POST", "/accounts/carol@example.com/test", nil, http.StatusNotFound, "unknown_account"},
 		{"disconnect unknown account", open, "DELETE", "/accounts/carol@example.com", nil, http.StatusNotFound, "unknown_account"},

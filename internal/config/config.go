@@ -394,9 +394,14 @@ type Admin struct {
 	Stores
 	Gmail
 	ConnectURL string `env:"CONNECT_URL"`
-	// RequireAuth refuses requests without a bearer identity token. Cloud
-	// Run's IAM check is the real gate; this catches a deployment whose
-	// ingress was opened by mistake. `make dev` turns it off.
+	// URL is the admin function's own public URL. Requests for another
+	// Host are refused, and bearer identity tokens must name it as their
+	// audience.
+	URL string `env:"ADMIN_URL"`
+	// RequireAuth refuses requests without a bearer identity token that
+	// verifies as Google-signed for URL. Cloud Run's IAM check is the real
+	// gate; this catches a deployment whose ingress was opened by mistake.
+	// `make dev` turns it off.
 	RequireAuth bool `env:"ADMIN_REQUIRE_AUTH, default=true"`
 	// OAuthAppTesting: as for Healthcheck, for the token-expiry warning.
 	OAuthAppTesting bool `env:"OAUTH_APP_TESTING, default=false"`
@@ -408,6 +413,13 @@ func (c *Admin) Validate() error {
 	errs = append(errs, c.Stores.problems()...)
 	errs = append(errs, c.Gmail.problems()...)
 	errs = appendOptionalURL(errs, "CONNECT_URL", c.ConnectURL)
+	switch {
+	case c.URL != "":
+		errs = appendURL(errs, "ADMIN_URL", c.URL)
+	case c.RequireAuth:
+		// Without it no identity token can be checked for its audience.
+		errs = append(errs, missing("ADMIN_URL", "the admin function's URL, the audience of callers' identity tokens (or set ADMIN_REQUIRE_AUTH=false)"))
+	}
 	return errors.Join(errs...)
 }
 

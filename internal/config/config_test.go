@@ -145,3 +145,36 @@ func TestSenderProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminURL: with the identity check on, ADMIN_URL is the tokens'
+// audience and must be set; off (make dev), it may be empty.
+func TestAdminURL(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		url, requireAuth string
+		ok               bool
+	}{
+		{"", "", false},
+		{"", "true", false},
+		{"", "false", true},
+		{"https://europe-west1-p.cloudfunctions.net/admin", "", true},
+		{"http://admin.example.com", "", false},
+		{"http://localhost:8080/admin", "false", true},
+	}
+	for _, c := range cases {
+		env := map[string]string{"GOOGLE_CLOUD_PROJECT": "p", "OAUTH_CLIENT_ID": "id", "OAUTH_CLIENT_SECRET": "s"}
+		if c.url != "" {
+			env["ADMIN_URL"] = c.url
+		}
+		if c.requireAuth != "" {
+			env["ADMIN_REQUIRE_AUTH"] = c.requireAuth
+		}
+		_, err := LoadFrom[Admin](context.Background(), MapLookuper(env))
+		if (err == nil) != c.ok {
+			t.Errorf("ADMIN_URL=%q ADMIN_REQUIRE_AUTH=%q: %v, want ok %v", c.url, c.requireAuth, err, c.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "ADMIN_URL") {
+			t.Errorf("the error does not name ADMIN_URL: %v", err)
+		}
+	}
+}

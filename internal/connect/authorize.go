@@ -21,10 +21,11 @@ func NewAuthorize(opts Options) *Authorize {
 }
 
 type connectPage struct {
-	LoginHint  string
-	Operator   string
-	Action     string
-	Restricted string
+	LoginHint string
+	Operator  string
+	// Restricted says that an allow-list applies, without listing it:
+	// visitors need not learn which addresses the relay accepts.
+	Restricted bool
 }
 
 // ServeHTTP shows the connect page, or with ?start=1 sets the state cookie
@@ -47,16 +48,18 @@ func (a *Authorize) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !a.opts.hintAllowed(hint) {
-			a.problem(w, r, notAllowed(hint, a.opts.restrictedText()), "")
+			a.problem(w, r, notAllowed(hint), "")
 			return
 		}
 	}
 	if q.Get("start") == "" {
+		// The page's form has no action: it submits to the page's own
+		// address, so no request path (such as //evil.example, which a
+		// browser would read as another host) can send it elsewhere.
 		respond.Render(w, http.StatusOK, "connect.html", connectPage{
 			LoginHint:  hint,
 			Operator:   a.opts.Operator,
-			Action:     r.URL.Path,
-			Restricted: a.opts.restrictedText(),
+			Restricted: a.opts.restricted(),
 		})
 		return
 	}
@@ -83,11 +86,13 @@ func internalProblem() *oauth.Problem {
 	}
 }
 
-func notAllowed(email, restricted string) *oauth.Problem {
+// notAllowed does not list the allow-list: which addresses may connect is
+// the operator's business, not every visitor's.
+func notAllowed(email string) *oauth.Problem {
 	return &oauth.Problem{Code: "account_not_allowed", Status: http.StatusForbidden,
 		Title:   "This account may not be connected here",
-		Message: email + " is not allowed by this relay's configuration. Only " + restricted + " can be connected.",
-		Fix:     "Connect an allowed account, or ask the operator to add this address to ALLOWED_EMAILS (or its Workspace domain to ALLOWED_DOMAINS).",
+		Message: email + " cannot be connected: this relay accepts only its organisation's accounts.",
+		Fix:     "Connect your organisation's account. If this one should be allowed, ask the relay's operator.",
 	}
 }
 
@@ -98,6 +103,7 @@ type resultPage struct {
 	Scopes     []string
 	Code       string
 	Message    string
+	GoogleSays string
 	Fix        string
 	ConnectURL string
 }
@@ -106,11 +112,15 @@ type resultPage struct {
 // otherwise as the result page, which also offers to start again.
 func writeProblem(w http.ResponseWriter, r *http.Request, p *oauth.Problem, connectURL string) {
 	if respond.WantsJSON(r) {
-		respond.Error(w, r, p.Status, respond.APIError{Code: p.Code, Message: p.Message, Fix: p.Fix})
+		msg := p.Message
+		if p.GoogleSays != "" {
+			msg += " Google's description: " + p.GoogleSays
+		}
+		respond.Error(w, r, p.Status, respond.APIError{Code: p.Code, Message: msg, Fix: p.Fix})
 		return
 	}
 	respond.Render(w, p.Status, "result.html", resultPage{
-		Title: p.Title, Code: p.Code, Message: p.Message, Fix: p.Fix, ConnectURL: connectURL,
+		Title: p.Title, Code: p.Code, Message: p.Message, GoogleSays: p.GoogleSays, Fix: p.Fix, ConnectURL: connectURL,
 	})
 }
 

@@ -37,7 +37,7 @@ func TestAuthorizeConnectPage(t *testing.T) {
 				"Send email on your behalf", "It cannot read, search, change or delete any of your mail",
 				"Your email address", "Your password is never seen by the relay",
 			},
-			noText: []string{"You are connecting", "can be connected here"},
+			noText: []string{"You are connecting", "accepts only its organisation's accounts"},
 		},
 		{
 			name: "per-mailbox link", query: "login_hint=Alice@Example.com",
@@ -46,7 +46,8 @@ func TestAuthorizeConnectPage(t *testing.T) {
 		},
 		{
 			name: "restricted", setup: setup{allowedDomains: []string{"example.com"}, allowedEmails: []string{"carol@example.org"}},
-			text: []string{"Only accounts at @example.com or carol@example.org can be connected here."},
+			text:   []string{"This relay accepts only its organisation's accounts."},
+			noText: []string{"example.com", "carol@example.org"},
 		},
 	}
 	for _, c := range cases {
@@ -75,8 +76,9 @@ func TestAuthorizeConnectPage(t *testing.T) {
 			if len(forms) != 1 || len(buttons) != 1 || nodeText(buttons[0]) != "Connect your Gmail account" {
 				t.Fatalf("want one form with one \"Connect your Gmail account\" button; got %d forms, %d buttons", len(forms), len(buttons))
 			}
-			if m, a := strings.ToLower(attr(forms[0], "method")), attr(forms[0], "action"); m != "get" || a != "/authorize" {
-				t.Errorf("form %s %s, want get /authorize", m, a)
+			// No action: the form submits to the page's own address.
+			if m, a := strings.ToLower(attr(forms[0], "method")), attr(forms[0], "action"); m != "get" || a != "" {
+				t.Errorf("form %s %q, want get with no action", m, a)
 			}
 			hidden := url.Values{}
 			for _, in := range findAll(t, r.body, "input") {
@@ -158,7 +160,7 @@ func TestAuthorizeStart(t *testing.T) {
 			want := map[string]string{
 				"client_id": testClientID, "redirect_uri": h.redirect, "response_type": "code",
 				"scope":       "openid email https://www.googleapis.com/auth/gmail.send",
-				"access_type": "offline", "prompt": "consent", "include_granted_scopes": "true",
+				"access_type": "offline", "prompt": "consent",
 				"code_challenge_method": "S256",
 			}
 			if c.wantLH != "" {
@@ -217,7 +219,7 @@ func TestAuthorizeRefuses(t *testing.T) {
 		{
 			name: "outside the domains", setup: setup{allowedDomains: []string{"example.com"}},
 			query: "login_hint=bob@other.example", status: 403, code: "account_not_allowed",
-			text: []string{"bob@other.example is not allowed", "Only accounts at @example.com can be connected"},
+			text: []string{"bob@other.example cannot be connected: this relay accepts only its organisation's accounts."},
 		},
 		{
 			name: "outside the domains, starting", setup: setup{allowedDomains: []string{"example.com"}},

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
@@ -80,11 +82,17 @@ func (c *Confirm) decide(r *http.Request) outcome {
 	state := q.Get("state")
 
 	if e := q.Get("error"); e != "" {
-		log.WarnContext(ctx, "consent refused by Google", "google_error", e)
+		p := oauth.ExplainAuthError(e)
 		// Only a state this browser really started may end its flow: a
 		// forged link carrying error= must not cancel a sign-in in progress.
+		// Nor may it put words on the page: without that state the
+		// description is anyone's text, and the page shows only the relay's.
 		_, serr := c.opts.OAuth.Keys().Verify(state, c.cookie(r, c.cookies.state))
-		return outcome{problem: oauth.ExplainAuthError(e, q.Get("error_description")), clearState: serr == nil}
+		if serr == nil {
+			p.GoogleSays = googleText(q.Get("error_description"))
+		}
+		log.WarnContext(ctx, "consent refused by Google", "google_error", p.Code, "state_valid", serr == nil)
+		return outcome{problem: p, clearState: serr == nil}
 	}
 
 	v, err := c.opts.OAuth.Keys().Verify(state, c.cookie(r, c.cookies.state))
@@ -138,7 +146,14 @@ func (c *Confirm) decide(r *http.Request) outcome {
 		}, "email_verified is false")
 	}
 	if !c.opts.allowed(grant.Identity) {
-		return refuse(notAllowed(grant.Email, c.opts.restrictedText()), "allow-list")
+		return refuse(notAllowed(grant.Email), "allow-list")
+	}
+	if extra := grant.ExtraScopes(); len(extra) > 0 {
+		return refuse(&oauth.Problem{Code: "scope_excess", Status: http.StatusForbidden,
+			Title:   "Google granted more access than the relay may hold",
+			Message: "The relay asks only to send email and to know your address, but Google granted it more for " + grant.Email + " (the consent link was changed, or access granted earlier was added). Nothing was saved and the access was withdrawn.",
+			Fix:     "Start again from the connect link itself, without changing it, and allow only what it asks for.",
+		}, "extra scopes: "+strings.Join(extra, " "))
 	}
 	if !grant.HasScope(oauth.ScopeGmailSend) {
 		return refuse(&oauth.Problem{Code: "scope_missing", Status: http.StatusForbidden,
@@ -272,4 +287,14 @@ func (c *Confirm) stateProblem(err error, r *http.Request, state string) *oauth.
 			Fix:     start,
 		}
 	}
+}
+
+// googleText makes Google's error_description fit to show: one line of
+// printable text, at most 300 characters.
+func googleText(s string) string {
+	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }), " ")
+	if r := []rune(s); len(r) > 300 {
+		s = string(r[:300]) + "…"
+	}
+	return s
 }

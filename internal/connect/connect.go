@@ -144,19 +144,9 @@ func (o *Options) hintAllowed(email string) bool {
 	return slices.Contains(o.AllowedEmails, email) || slices.Contains(o.AllowedDomains, domainOf(email))
 }
 
-func (o *Options) restrictedText() string {
-	var parts []string
-	for _, d := range o.AllowedDomains {
-		parts = append(parts, "accounts at @"+d)
-	}
-	parts = append(parts, o.AllowedEmails...)
-	switch len(parts) {
-	case 0:
-		return ""
-	case 1:
-		return parts[0]
-	}
-	return strings.Join(parts[:len(parts)-1], ", ") + " or " + parts[len(parts)-1]
+// restricted reports whether an allow-list applies.
+func (o *Options) restricted() bool {
+	return len(o.AllowedDomains) > 0 || len(o.AllowedEmails) > 0
 }
 
 // hostedDomain is the hd parameter: set only when exactly one domain may

@@ -3,6 +3,7 @@ package oauth
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"golang.org/x/oauth2"
@@ -18,13 +19,23 @@ type Problem struct {
 	Fix     string
 	// Status is the HTTP status confirm answers with.
 	Status int
+	// GoogleSays is Google's own error_description, shown beside Message
+	// as Google's words. Only confirm sets it, and only for a state this
+	// browser started: anyone can put text in a link's query.
+	GoogleSays string
 }
+
+// authErrorCode is the shape of OAuth error codes (RFC 6749 §4.1.2.1 uses
+// lowercase words joined by underscores).
+var authErrorCode = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
 func (p *Problem) Error() string { return p.Code + ": " + p.Message }
 
 // ExplainAuthError translates the error= parameter Google puts on the
-// redirect when the consent step fails.
-func ExplainAuthError(code, description string) *Problem {
+// redirect when the consent step fails. The explanation is the relay's own
+// and never carries the link's error_description: callers that trust the
+// link (a verified state) set GoogleSays to it.
+func ExplainAuthError(code string) *Problem {
 	switch code {
 	case "access_denied":
 		return &Problem{Code: code, Status: 403,
@@ -47,13 +58,18 @@ func ExplainAuthError(code, description string) *Problem {
 	case "invalid_scope":
 		return &Problem{Code: code, Status: 400,
 			Title:   "Google rejected the requested permissions",
-			Message: "Google says a requested scope is invalid: " + orDefault(description, "no detail given") + ".",
+			Message: "Google says a requested scope is invalid.",
 			Fix:     "Check that the Gmail API is enabled in the project and that gmail.send is listed under Data access on the consent screen configuration.",
 		}
 	}
+	// The code itself is echoed only as a fixed-shape token, so a forged
+	// link cannot put a sentence on the page.
+	if !authErrorCode.MatchString(code) {
+		code = "google_error"
+	}
 	return &Problem{Code: code, Status: 400,
 		Title:   "Google returned an error",
-		Message: fmt.Sprintf("Google stopped the sign-in with the error %q: %s.", code, orDefault(description, "no description given")),
+		Message: fmt.Sprintf("Google stopped the sign-in with the error code %s.", code),
 		Fix:     "Start again from the connect link. If it happens again, give the operator this error code.",
 	}
 }

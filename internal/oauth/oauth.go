@@ -118,14 +118,15 @@ func (c *Client) ctx(ctx context.Context) context.Context {
 }
 
 // ConsentURL is Google's consent screen for one state. prompt=consent is what
-// makes Google return a refresh token every time, and include_granted_scopes
-// keeps scopes granted earlier to the same client.
+// makes Google return a refresh token every time. There is no
+// include_granted_scopes: it would fold scopes granted earlier to the same
+// client into this grant, and the relay keeps only a grant of exactly
+// Scopes (see Grant.ExtraScopes).
 func (c *Client) ConsentURL(iss *Issued, loginHint, hostedDomain string) string {
 	opts := []oauth2.AuthCodeOption{
 		oauth2.AccessTypeOffline,
 		oauth2.ApprovalForce,
 		oauth2.S256ChallengeOption(iss.Verifier),
-		oauth2.SetAuthURLParam("include_granted_scopes", "true"),
 	}
 	if loginHint != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", loginHint))
@@ -163,6 +164,22 @@ func (g *Grant) LogValue() slog.Value {
 
 // HasScope reports whether s was granted.
 func (g *Grant) HasScope(s string) bool { return slices.Contains(g.Scopes, s) }
+
+// scopeEmailLong is the form Google reports the email scope in.
+const scopeEmailLong = "https://www.googleapis.com/auth/userinfo.email"
+
+// ExtraScopes returns the granted scopes beyond Scopes. A token that can do
+// more than send (a consent URL edited to ask for https://mail.google.com/,
+// say) is more than the relay may hold, so confirm refuses and revokes it.
+func (g *Grant) ExtraScopes() []string {
+	var extra []string
+	for _, s := range g.Scopes {
+		if !slices.Contains(Scopes, s) && s != scopeEmailLong {
+			extra = append(extra, s)
+		}
+	}
+	return extra
+}
 
 // Exchange trades an authorization code for tokens, sending the PKCE
 // verifier, and reads the identity from the ID token. A Google error comes

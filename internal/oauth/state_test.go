@@ -112,13 +112,17 @@ func TestConsentURL(t *testing.T) {
 	want := map[string]string{
 		"client_id": "cid", "redirect_uri": "http://localhost:8080/confirm", "response_type": "code",
 		"scope":       "openid email https://www.googleapis.com/auth/gmail.send",
-		"access_type": "offline", "prompt": "consent", "include_granted_scopes": "true",
+		"access_type": "offline", "prompt": "consent",
 		"code_challenge_method": "S256", "login_hint": "alice@example.com", "hd": "example.com", "state": iss.State,
 	}
 	for k, v := range want {
 		if got := q.Get(k); got != v {
 			t.Errorf("%s = %q, want %q", k, got, v)
 		}
+	}
+	// include_granted_scopes would fold earlier grants into this one.
+	if q.Has("include_granted_scopes") {
+		t.Errorf("include_granted_scopes = %q, want it absent", q.Get("include_granted_scopes"))
 	}
 	if q.Get("code_challenge") == "" {
 		t.Error("no code_challenge")

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -20,6 +21,8 @@ var files embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"join": strings.Join,
+	// pathescape makes an address one path segment of a form's action.
+	"pathescape": url.PathEscape,
 	"scopes": func(scopes []string) string {
 		var out []string
 		for _, sc := range scopes {

@@ -280,7 +280,7 @@ func Admin(ctx context.Context, cfg *config.Admin, deps Deps) (*admin.Handler, i
 		return nil, nil, cl.fail(err)
 	}
 	return admin.New(admin.Options{Checker: c.checker, Tokens: c.tokens, Revoker: c.oauth, Ledger: c.ledger,
-		Gmail: gmail.New(cfg.Gmail.Endpoint, nil), RequireAuth: cfg.RequireAuth}), cl, nil
+		Gmail: gmail.New(cfg.Gmail.Endpoint, nil), RequireAuth: cfg.RequireAuth, URL: cfg.URL}), cl, nil
 }
 
 // Healthcheck builds the health checker with its account-events publisher.
