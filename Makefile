@@ -18,7 +18,7 @@ endif
 
 FUZZTIME ?= 10m
 
-.PHONY: help dev send test test-unit lint fuzz bench package deploy destroy clean
+.PHONY: help dev send test test-unit test-infra lint fuzz bench package deploy destroy smoke clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/$$(PORT)/$(PORT)/g' | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,13 +52,20 @@ lint: ## gofmt, go vet and terraform fmt.
 package: ## Build dist/function-source.zip, the source Cloud Run functions build from.
 	scripts/package.sh
 
-deploy: ## Package and terraform apply: make deploy PROJECT=my-project
-	@test -n "$(PROJECT)" || { echo "usage: make deploy PROJECT=<project id>"; exit 2; }
-	scripts/deploy.sh "$(PROJECT)"
+deploy: ## Package and terraform apply, one confirmation: make deploy PROJECT=my-project [VARS=prod.tfvars] [ARGS='-var ...'] [AUTO_APPROVE=1]
+	@test -n "$(PROJECT)" || { echo "usage: make deploy PROJECT=<project id> [VARS=<file.tfvars>] [ARGS='<terraform arguments>']"; exit 2; }
+	VARS="$(VARS)" scripts/deploy.sh "$(PROJECT)" $(ARGS)
 
-destroy: ## Tear down everything Terraform created: make destroy PROJECT=my-project
+destroy: ## Tear down everything Terraform created: make destroy PROJECT=my-project [VARS=prod.tfvars] [ARGS=...]
 	@test -n "$(PROJECT)" || { echo "usage: make destroy PROJECT=<project id>"; exit 2; }
-	scripts/destroy.sh "$(PROJECT)"
+	VARS="$(VARS)" scripts/destroy.sh "$(PROJECT)" $(ARGS)
+
+smoke: ## Send one test message through the deployed relay and wait for its result: make smoke PROJECT=my-project ACCOUNT=you@example.com [APP=billing]
+	@test -n "$(PROJECT)" || { echo "usage: make smoke PROJECT=<project id> ACCOUNT=<connected mailbox> [TO=...] [APP=...]"; exit 2; }
+	scripts/smoke.sh "$(PROJECT)"
+
+test-infra: ## Terraform validate and terraform test (infra/tests) offline, with the real provider's schema.
+	scripts/test-infra.sh
 
 clean: ## Remove local state and build output.
 	rm -rf $(DEV_STATE_DIR) dist

@@ -26,14 +26,3 @@ resource "google_project_service" "enabled" {
 data "google_project" "this" {
   project_id = var.project_id
 }
-
-# The Pub/Sub service agent signs the push OIDC tokens and moves messages to
-# the dead-letter topic. Asking for its identity makes Google create it now,
-# so the IAM grants below never race its lazy creation.
-resource "google_project_service_identity" "pubsub" {
-  provider = google-beta
-  project  = var.project_id
-  service  = "pubsub.googleapis.com"
-
-  depends_on = [google_project_service.enabled]
-}

@@ -111,13 +111,14 @@ resource "google_cloudfunctions2_function" "confirm" {
   depends_on = [
     google_project_iam_member.build,
     google_secret_manager_secret_iam_member.oauth_client,
-    google_project_iam_member.token_versions,
+    google_project_iam_member.confirm_token_store,
     google_project_iam_member.confirm_token_create,
     google_project_iam_member.datastore_user,
   ]
 }
 
-# Pub/Sub pushes to the sender through google_pubsub_subscription.send_push.
+# Pub/Sub pushes to the sender through google_pubsub_subscription.send_push
+# (one per app).
 # It is an HTTP function that reads the push body itself
 # (internal/entrypoint.Push), deployed without an Eventarc trigger.
 # Ingress stays open: Cloud Functions documents that HTTP requests pushed by
@@ -146,12 +147,14 @@ resource "google_cloudfunctions2_function" "sender" {
     ingress_settings      = "ALLOW_ALL"
     # Concurrency above 1 needs at least one whole vCPU.
     available_cpu                    = "1"
-    available_memory                 = "512Mi"
+    available_memory                 = local.sender_memory
     max_instance_request_concurrency = var.sender_concurrency
     max_instance_count               = var.sender_max_instances
     timeout_seconds                  = 60
 
-    environment_variables = merge(local.base_env, local.store_env, {
+    # access_env too: the allow-list applies again at send time, so an
+    # account connected before it changed stops sending.
+    environment_variables = merge(local.base_env, local.access_env, local.store_env, {
       RESULTS_TOPIC = google_pubsub_topic.results.name
       CONNECT_URL   = local.connect_url
       # Longer than the 60 s timeout and ack deadline: a redelivery inside
@@ -163,6 +166,9 @@ resource "google_cloudfunctions2_function" "sender" {
       # The push subscription's, so the last attempt publishes a failed
       # result before Pub/Sub dead-letters the request.
       SEND_MAX_DELIVERY_ATTEMPTS = var.max_delivery_attempts
+      # Each app's policy (accounts, raw, max_recipients), by app name.
+      APPS       = local.apps_env
+      GOMEMLIMIT = local.sender_gomemlimit
     })
 
     secret_environment_variables {
@@ -210,6 +216,9 @@ resource "google_cloudfunctions2_function" "admin" {
     environment_variables = merge(local.base_env, local.store_env, {
       CONNECT_URL       = local.connect_url
       OAUTH_APP_TESTING = tostring(var.oauth_app_testing)
+      # The address operators call (the admin_url output): the admin refuses
+      # another Host and checks bearer tokens for this audience.
+      ADMIN_URL = local.admin_url
     })
 
     secret_environment_variables {

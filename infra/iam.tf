@@ -91,6 +91,22 @@ resource "google_project_iam_custom_role" "token_versions" {
   ]
 }
 
+# What confirm does with a token (tokenstore Save and, when the account
+# cannot be registered, Delete): add a version, list and destroy the older
+# ones, delete the secret. It never reads one back, so it holds no
+# versions.access.
+resource "google_project_iam_custom_role" "token_store" {
+  role_id     = "${replace(trimsuffix(var.name_prefix, "-"), "-", "_")}_token_store"
+  title       = "gmail-relay: store token secrets"
+  description = "Add, list and destroy versions of the refresh-token secrets, and delete them, without reading them (granted only with a condition on gmail-token-*)."
+  permissions = [
+    "secretmanager.secrets.delete",
+    "secretmanager.versions.add",
+    "secretmanager.versions.destroy",
+    "secretmanager.versions.list",
+  ]
+}
+
 resource "google_project_iam_custom_role" "token_delete" {
   role_id     = "${replace(trimsuffix(var.name_prefix, "-"), "-", "_")}_token_delete"
   title       = "gmail-relay: delete token secrets"
@@ -104,12 +120,23 @@ resource "google_project_iam_member" "confirm_token_create" {
   member  = google_service_account.confirm.member
 }
 
-# confirm stores tokens; sender and healthcheck save the new refresh token
-# Google may return on a refresh (add, then destroy the older versions);
-# admin tests (refreshes) and disconnects accounts.
+resource "google_project_iam_member" "confirm_token_store" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.token_store.id
+  member  = google_service_account.confirm.member
+
+  condition {
+    title       = "gmail-relay token secrets"
+    description = "Only the secrets that hold gmail-relay refresh tokens, and their versions."
+    expression  = local.token_secret_condition
+  }
+}
+
+# sender and healthcheck read tokens and save the new refresh token Google
+# may return on a refresh (add, then destroy the older versions); admin tests
+# (refreshes) and disconnects accounts.
 resource "google_project_iam_member" "token_versions" {
   for_each = {
-    confirm     = google_service_account.confirm.member
     sender      = google_service_account.sender.member
     admin       = google_service_account.admin.member
     healthcheck = google_service_account.healthcheck.member
@@ -192,13 +219,20 @@ resource "google_pubsub_topic_iam_member" "healthcheck_publishes_account_events"
 resource "google_pubsub_topic_iam_member" "agent_publishes_dead_letters" {
   topic  = google_pubsub_topic.dead_letter.id
   role   = "roles/pubsub.publisher"
-  member = google_project_service_identity.pubsub.member
+  member = local.pubsub_agent_member
 }
 
 resource "google_pubsub_subscription_iam_member" "agent_subscribes_send" {
-  subscription = google_pubsub_subscription.send_push.id
+  for_each = google_pubsub_subscription.send_push
+
+  subscription = each.value.id
   role         = "roles/pubsub.subscriber"
-  member       = google_project_service_identity.pubsub.member
+  member       = local.pubsub_agent_member
+}
+
+moved {
+  from = google_pubsub_subscription_iam_member.agent_subscribes_send
+  to   = google_pubsub_subscription_iam_member.agent_subscribes_send["default"]
 }
 
 # Projects created before 8 April 2021 need this for authenticated push; it is
@@ -206,7 +240,7 @@ resource "google_pubsub_subscription_iam_member" "agent_subscribes_send" {
 resource "google_service_account_iam_member" "agent_signs_push_tokens" {
   service_account_id = google_service_account.push.name
   role               = "roles/iam.serviceAccountTokenCreator"
-  member             = google_project_service_identity.pubsub.member
+  member             = local.pubsub_agent_member
 }
 
 # --- Who may invoke which function ---------------------------------------------

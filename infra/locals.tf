@@ -18,6 +18,7 @@ locals {
   function_base_url = "https://${var.region}-${var.project_id}.cloudfunctions.net"
   connect_url       = "${local.function_base_url}/${local.function_names.authorize}"
   redirect_uri      = "${local.function_base_url}/${local.function_names.confirm}"
+  admin_url         = "${local.function_base_url}/${local.function_names.admin}"
 
   firestore_location = var.firestore_location != "" ? var.firestore_location : var.region
 
@@ -50,4 +51,29 @@ locals {
     ALLOWED_DOMAINS = join(",", var.allowed_domains)
     ALLOWED_EMAILS  = join(",", var.allowed_emails)
   }
+
+  # Apps (var.apps). Unset, there is one app, default, on today's topic
+  # gmail-send and subscription gmail-send-push, so an existing deployment
+  # keeps its resources; its topic has no IAM of its own, as before.
+  legacy_default = length(var.apps) == 0
+  apps = local.legacy_default ? tomap({
+    default = { publishers = tolist([]), accounts = tolist(["*"]), raw = true, max_recipients = null }
+  }) : var.apps
+  # The sender maps a push's subscription back to its app by these names:
+  # gmail-send-<app>-push is <app>, gmail-send-push is default.
+  app_topics        = { for app in keys(local.apps) : app => local.legacy_default ? "gmail-send" : "gmail-send-${app}" }
+  app_subscriptions = { for app in keys(local.apps) : app => local.legacy_default ? "gmail-send-push" : "gmail-send-${app}-push" }
+  # One topic IAM member per (app, publisher): nobody else, and nothing
+  # project-wide.
+  app_publishers = { for p in flatten([for app, a in local.apps : [for m in a.publishers : { app = app, member = m }]]) : "${p.app} ${p.member}" => p }
+  # The sender's APPS: each app's policy; max_recipients only where set.
+  apps_env = jsonencode({ for app, a in local.apps : app => merge(
+    { accounts = a.accounts, raw = a.raw },
+    { for k, v in { max_recipients = a.max_recipients } : k => v if v != null },
+  ) })
+
+  # The Go runtime does not read the container's memory limit: GOMEMLIMIT at
+  # 90% of it makes the collector run before the heap doubles past it.
+  sender_memory     = "${var.sender_memory_mib}Mi"
+  sender_gomemlimit = "${floor(var.sender_memory_mib * 0.9)}MiB"
 }

@@ -10,13 +10,13 @@ output "redirect_uri" {
 
 output "admin_url" {
   description = "Base URL of the admin function (IAM only), for example: curl -H \"Authorization: Bearer $(gcloud auth print-identity-token)\" <admin_url>/accounts"
-  value       = google_cloudfunctions2_function.admin.service_config[0].uri
+  value       = local.admin_url
 }
 
 output "topics" {
-  description = "Pub/Sub topic names: send (publish send requests here), results (outcome of every request), dead_letter (requests Pub/Sub gave up on), account_events (account status changes), healthcheck (the schedule's trigger)."
+  description = "Pub/Sub topic names: send (app name => the topic its send requests are published to), results (outcome of every request), dead_letter (requests Pub/Sub gave up on), account_events (account status changes), healthcheck (the schedule's trigger)."
   value = {
-    send           = google_pubsub_topic.send.name
+    send           = local.app_topics
     results        = google_pubsub_topic.results.name
     dead_letter    = google_pubsub_topic.dead_letter.name
     account_events = google_pubsub_topic.account_events.name
@@ -24,9 +24,14 @@ output "topics" {
   }
 }
 
+output "send_topics" {
+  description = "App name => the topic that app publishes send requests to (gmail-send-<app>; gmail-send for the default app when apps is unset). make smoke reads it."
+  value       = { for app, t in google_pubsub_topic.send : app => t.name }
+}
+
 output "send_topic" {
-  description = "Full resource name of the topic that send requests are published to."
-  value       = google_pubsub_topic.send.id
+  description = "Full resource name of the send topic while there is exactly one app (the default app when apps is unset); null with several apps (see send_topics)."
+  value       = length(google_pubsub_topic.send) == 1 ? one(values(google_pubsub_topic.send)).id : null
 }
 
 output "results_topic" {
@@ -44,20 +49,26 @@ output "client_secret_secret_id" {
   value       = google_secret_manager_secret.oauth_client.secret_id
 }
 
+# The key is made by the shell when the command runs ($(date +%s)), so that a
+# re-run after a failed first test is a new request, not a duplicate of it.
 output "example_publish_command" {
-  description = "A ready-to-run command that sends a test message from a connected account (replace both addresses)."
+  description = "A ready-to-run command that sends a test message as the first app (replace both addresses); each run gets a fresh idempotency key."
   value = format(
-    "gcloud pubsub topics publish %s --project=%s --attribute=idempotency_key=relay-test-1 --message='%s'",
-    google_pubsub_topic.send.name,
+    "gcloud pubsub topics publish %s --project=%s --attribute=idempotency_key=relay-test-$(date +%%s) --message='%s'",
+    local.app_topics[local.example_app],
     var.project_id,
     jsonencode({
-      account         = "you@example.com"
-      to              = ["someone@example.org"]
-      subject         = "gmail-relay test"
-      text            = "Sent through gmail-relay."
-      idempotency_key = "relay-test-1"
+      account = local.example_account
+      to      = ["someone@example.org"]
+      subject = "gmail-relay test"
+      text    = "Sent through gmail-relay."
     }),
   )
+}
+
+locals {
+  example_app     = sort(keys(local.apps))[0]
+  example_account = try([for a in local.apps[local.example_app].accounts : a if !startswith(a, "*")][0], "you@example.com")
 }
 
 # The redirect URI is computed before the functions exist (see locals.tf).

@@ -1,9 +1,33 @@
 # Topic names are part of the contract with publishers and subscribers, so
 # they carry no prefix.
 
+# One send topic per app (local.apps); publishing to it is the right to send
+# as the app's accounts, so only its publishers get roles/pubsub.publisher.
 resource "google_pubsub_topic" "send" {
-  name       = "gmail-send"
+  for_each = local.apps
+
+  name       = local.app_topics[each.key]
   depends_on = [google_project_service.enabled]
+}
+
+# Before apps existed these were single resources; moving them to the
+# default app keeps an existing deployment's topic and subscription.
+moved {
+  from = google_pubsub_topic.send
+  to   = google_pubsub_topic.send["default"]
+}
+
+moved {
+  from = google_pubsub_subscription.send_push
+  to   = google_pubsub_subscription.send_push["default"]
+}
+
+resource "google_pubsub_topic_iam_member" "app_publishers" {
+  for_each = local.app_publishers
+
+  topic  = google_pubsub_topic.send[each.value.app].id
+  role   = "roles/pubsub.publisher"
+  member = each.value.member
 }
 
 resource "google_pubsub_topic" "results" {
@@ -26,14 +50,17 @@ resource "google_pubsub_topic" "healthcheck" {
   depends_on = [google_project_service.enabled]
 }
 
-# Our own push subscription to the sender, rather than an Eventarc trigger:
-# it gives the retry backoff and dead-lettering below. The sender reads the
-# push body and ignores the path; the endpoint still ends in
-# /projects/P/topics/gmail-send, the form the functions framework needs if
-# the sender is ever registered as a CloudEvent function again.
+# Our own push subscription per app to the sender, rather than an Eventarc
+# trigger: it gives the retry backoff and dead-lettering below. The sender
+# learns the app from the push body's subscription (see local.app_subscriptions)
+# and ignores the path; the endpoint still ends in /projects/P/topics/TOPIC,
+# the form the functions framework needs if the sender is ever registered as a
+# CloudEvent function again.
 resource "google_pubsub_subscription" "send_push" {
-  name  = "gmail-send-push"
-  topic = google_pubsub_topic.send.id
+  for_each = local.apps
+
+  name  = local.app_subscriptions[each.key]
+  topic = google_pubsub_topic.send[each.key].id
 
   # The sender's timeout is the same; a send that outlives it is redelivered
   # and the ledger's lease decides what happens (DESIGN §5).
@@ -41,7 +68,7 @@ resource "google_pubsub_subscription" "send_push" {
   message_retention_duration = "604800s"
 
   push_config {
-    push_endpoint = "${google_cloudfunctions2_function.sender.service_config[0].uri}/projects/${var.project_id}/topics/${google_pubsub_topic.send.name}"
+    push_endpoint = "${google_cloudfunctions2_function.sender.service_config[0].uri}/projects/${var.project_id}/topics/${google_pubsub_topic.send[each.key].name}"
 
     oidc_token {
       service_account_email = google_service_account.push.email

@@ -177,3 +177,51 @@ variable "source_archive" {
     error_message = "source_archive must be empty or the path of a .zip file built by scripts/package.sh."
   }
 }
+
+variable "apps" {
+  description = "Applications that send through the relay, by name. Each gets its own topic gmail-send-<name>, which only its publishers (IAM members such as serviceAccount:billing@PROJECT.iam.gserviceaccount.com) may publish to, and a policy the sender enforces: accounts (exact addresses, *@domain or *), raw (whether it may send complete RFC 5322 messages; default false) and max_recipients (1 to 100; default Gmail's 100). Empty: one app, default, on topic gmail-send, allowing every account and raw, open to whoever holds Pub/Sub publish rights in the project."
+  type = map(object({
+    publishers     = list(string)
+    accounts       = list(string)
+    raw            = optional(bool, false)
+    max_recipients = optional(number)
+  }))
+  default = {}
+
+  validation {
+    # results and dead-letter would collide with gmail-send-results and
+    # gmail-send-dead-letter.
+    condition     = alltrue([for name in keys(var.apps) : can(regex("^[a-z][a-z0-9-]{0,30}$", name)) && !contains(["results", "dead-letter"], name)])
+    error_message = "Each apps key must be 1 to 31 lowercase letters, digits or hyphens starting with a letter (it becomes the topic gmail-send-<app>), and not results or dead-letter (those topics exist)."
+  }
+
+  validation {
+    condition = alltrue(flatten([for a in var.apps : [
+      length(a.accounts) > 0,
+      [for acc in a.accounts : can(regex("^(\\*|\\*@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}|[^@*,\\s]+@[^@*,\\s]+\\.[^@*,\\s]+)$", acc))],
+    ]]))
+    error_message = "Each app needs at least one accounts entry, and each entry must be one address (alice@example.com), a whole lowercase domain (*@example.com) or * (every connected account)."
+  }
+
+  validation {
+    condition     = alltrue([for a in var.apps : a.max_recipients == null ? true : (a.max_recipients >= 1 && a.max_recipients <= 100 && floor(a.max_recipients) == a.max_recipients)])
+    error_message = "max_recipients must be a whole number from 1 to 100 (Gmail's limit per message is 100)."
+  }
+
+  validation {
+    condition     = alltrue(flatten([for a in var.apps : [for m in a.publishers : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):[^\\s]+$", m))]]))
+    error_message = "Each publishers entry must be an IAM principal with a type prefix (user:, group:, serviceAccount:, domain:, principal:, principalSet:); allUsers and allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "sender_memory_mib" {
+  description = "Memory of each sender instance, in MiB. The sender's GOMEMLIMIT is set to 90% of it, so the Go collector runs before the instance reaches Cloud Run's limit."
+  type        = number
+  default     = 512
+
+  validation {
+    # Cloud Run allows at most 4 GiB with one vCPU, which the sender has.
+    condition     = var.sender_memory_mib >= 256 && var.sender_memory_mib <= 4096 && floor(var.sender_memory_mib) == var.sender_memory_mib
+    error_message = "sender_memory_mib must be a whole number from 256 to 4096 (Cloud Run allows at most 4 GiB with the sender's one vCPU)."
+  }
+}

@@ -11,6 +11,10 @@
 #     DELETE (then the account registry and send ledger are deleted too);
 #   - the refresh-token secrets gmail-token-*, which confirm created at run
 #     time; --delete-tokens deletes them after the destroy.
+#
+# VARS (a .tfvars file) and BACKEND_BUCKET / BACKEND_PREFIX (the GCS state)
+# mean what they mean to scripts/deploy.sh. Terraform asks once before it
+# destroys anything (-auto-approve skips that).
 set -euo pipefail
 
 usage() {
@@ -44,11 +48,25 @@ command -v terraform >/dev/null 2>&1 || {
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tf=(terraform -chdir="$root/infra")
 
-"${tf[@]}" init -input=false
+if [[ -n "${VARS:-}" ]]; then
+  [[ -f "$VARS" ]] || {
+    echo "destroy.sh: VARS=$VARS is not a file" >&2
+    exit 2
+  }
+  args=("-var-file=$(cd "$(dirname "$VARS")" && pwd)/$(basename "$VARS")" ${args[@]+"${args[@]}"})
+fi
+
+init=(init -input=false)
+if [[ -n "${BACKEND_BUCKET:-}" ]]; then
+  [[ -f "$root/infra/backend.tf" ]] || printf '%s\n' '# Written by scripts/destroy.sh for BACKEND_BUCKET: the state lives in GCS.' \
+    'terraform {' '  backend "gcs" {}' '}' >"$root/infra/backend.tf"
+  init+=(-backend-config="bucket=$BACKEND_BUCKET" -backend-config="prefix=${BACKEND_PREFIX:-gmail-relay}")
+fi
+"${tf[@]}" "${init[@]}"
 # The OAuth client ID is required by the configuration but irrelevant to a
 # destroy; a placeholder avoids a prompt when none is set.
 client_id=()
-if [[ -z "${TF_VAR_oauth_client_id:-}" && ! -f "$root/infra/terraform.tfvars" ]] &&
+if [[ -z "${TF_VAR_oauth_client_id:-}" && ! -f "$root/infra/terraform.tfvars" && -z "${VARS:-}" ]] &&
   [[ " ${args[*]-} " != *"oauth_client_id"* ]]; then
   client_id=(-var "oauth_client_id=0-destroy.apps.googleusercontent.com")
 fi

@@ -23,10 +23,14 @@ var Functions = []string{"authorize", "confirm", "sender", "admin", "healthcheck
 var FunctionEnv = map[string][]string{
 	"authorize":   {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_REDIRECT_URL", "ALLOWED_DOMAINS", "ALLOWED_EMAILS"},
 	"confirm":     {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_REDIRECT_URL", "ALLOWED_DOMAINS", "ALLOWED_EMAILS", "CONNECT_URL", "STORE_BACKEND", "FIRESTORE_DATABASE"},
-	"sender":      {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "RESULTS_TOPIC", "CONNECT_URL", "SEND_LEASE", "SEND_TIMEOUT", "SEND_MAX_DELIVERY_ATTEMPTS", "STORE_BACKEND", "FIRESTORE_DATABASE"},
-	"admin":       {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "CONNECT_URL", "OAUTH_APP_TESTING", "STORE_BACKEND", "FIRESTORE_DATABASE"},
+	"sender":      {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "ALLOWED_DOMAINS", "ALLOWED_EMAILS", "APPS", "RESULTS_TOPIC", "CONNECT_URL", "SEND_LEASE", "SEND_TIMEOUT", "SEND_MAX_DELIVERY_ATTEMPTS", "STORE_BACKEND", "FIRESTORE_DATABASE", "GOMEMLIMIT"},
+	"admin":       {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "CONNECT_URL", "ADMIN_URL", "OAUTH_APP_TESTING", "STORE_BACKEND", "FIRESTORE_DATABASE"},
 	"healthcheck": {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "CONNECT_URL", "ACCOUNT_EVENTS_TOPIC", "OAUTH_APP_TESTING", "STORE_BACKEND", "FIRESTORE_DATABASE"},
 }
+
+// RuntimeEnv are variables in FunctionEnv that the Go runtime reads, not the
+// config package.
+var RuntimeEnv = []string{"GOMEMLIMIT"}
 
 // secretEnv are the variables that must be secret_environment_variables.
 var secretEnv = []string{"OAUTH_CLIENT_SECRET"}
@@ -47,6 +51,7 @@ var ValidatedVariables = []string{
 	"project_id", "region", "name_prefix", "oauth_client_id", "allowed_domains", "allowed_emails",
 	"sender_max_instances", "sender_concurrency", "max_delivery_attempts", "healthcheck_schedule",
 	"alert_email", "admin_invokers", "log_level", "firestore_location", "source_archive",
+	"apps", "sender_memory_mib",
 }
 
 // ProviderVersion is the version constraint every Google provider must use.
@@ -88,6 +93,10 @@ func Checks() []Check {
 		{"redirect-uri", checkRedirectURI},
 		{"runtime", checkRuntime},
 		{"concurrency-cpu", checkConcurrencyCPU},
+		{"app-topics", checkAppTopics},
+		{"topic-publishers", checkTopicPublishers},
+		{"function-roles", checkFunctionRoles},
+		{"sender-memory", checkSenderMemory},
 	}
 }
 
@@ -170,9 +179,12 @@ func checkValidations(m *Module) []string {
 func checkProvidersPinned(m *Module) []string {
 	var out []string
 	found := map[string]bool{}
+	// A terraform block may hold only a backend (infra/backend.tf): one
+	// block with the version constraint is enough.
+	versioned := false
 	for _, tf := range m.blocksOf("terraform") {
-		if _, ok := literalString(attr(tf.Body, "required_version")); !ok {
-			out = append(out, fmt.Sprintf("%s has no constant required_version", tf.where()))
+		if _, ok := literalString(attr(tf.Body, "required_version")); ok {
+			versioned = true
 		}
 		for _, rp := range children(tf.Body, "required_providers") {
 			for name, a := range rp.Body.Attributes {
@@ -187,6 +199,9 @@ func checkProvidersPinned(m *Module) []string {
 				}
 			}
 		}
+	}
+	if !versioned {
+		out = append(out, "no terraform block has a constant required_version")
 	}
 	if !found["google"] {
 		out = append(out, "required_providers does not declare google")
@@ -363,16 +378,6 @@ func checkTokenConditions(m *Module) []string {
 	return out
 }
 
-// topicNamed returns the topic whose name is the given constant, or nil.
-func (m *Module) topicNamed(name string) *Block {
-	for _, t := range m.resources("google_pubsub_topic") {
-		if n, ok := literalString(attr(t.Body, "name")); ok && n == name {
-			return t
-		}
-	}
-	return nil
-}
-
 // subscriptionsOn returns the subscriptions that read from topic.
 func (m *Module) subscriptionsOn(topic *Block) []*Block {
 	var out []*Block
@@ -384,53 +389,80 @@ func (m *Module) subscriptionsOn(topic *Block) []*Block {
 	return out
 }
 
-// sendPush returns the push subscription on gmail-send, or a problem.
-func (m *Module) sendPush() (*Block, string) {
-	topic := m.topicNamed("gmail-send")
-	if topic == nil {
-		return nil, "no google_pubsub_topic is named gmail-send"
-	}
+// sendPushes returns the push subscriptions to the sender (one resource,
+// for_each over the apps, in this configuration), or a problem.
+func (m *Module) sendPushes() ([]*Block, string) {
+	sender := functionResourceName(m, "sender")
 	var push []*Block
-	for _, s := range m.subscriptionsOn(topic) {
-		if len(children(s.Body, "push_config")) > 0 {
+	for _, s := range m.resources("google_pubsub_subscription") {
+		pc := nested(s.Body, "push_config")
+		if pc != nil && sender != "" && slices.Contains(referenced(attr(pc, "push_endpoint"), "google_cloudfunctions2_function"), sender) {
 			push = append(push, s)
 		}
 	}
-	if len(push) != 1 {
-		return nil, fmt.Sprintf("want exactly one push subscription on gmail-send, found %d", len(push))
+	if len(push) == 0 {
+		return nil, "no push subscription delivers to the sender"
 	}
-	return push[0], ""
+	return push, ""
 }
 
-var sendPath = regexp.MustCompile(`/projects/[^/]+/topics/gmail-send$`)
+// sendTopics returns the topics the sender's push subscriptions read.
+func (m *Module) sendTopics() []*Block {
+	subs, _ := m.sendPushes()
+	var out []*Block
+	for _, s := range subs {
+		for _, name := range referenced(attr(s.Body, "topic"), "google_pubsub_topic") {
+			if t := m.resource("google_pubsub_topic", name); t != nil && !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// endsInOwnTopicPath reports whether a push endpoint is a template ending in
+// "/projects/${...}/topics/${google_pubsub_topic.<topic>....name}".
+func endsInOwnTopicPath(e hclsyntax.Expression, topic string) bool {
+	t, ok := e.(*hclsyntax.TemplateExpr)
+	if !ok || len(t.Parts) < 4 {
+		return false
+	}
+	n := len(t.Parts)
+	_, st := indexedBy(t.Parts[n-1])
+	if len(st) < 3 || st[0] != "google_pubsub_topic" || st[1] != topic || st[len(st)-1] != "name" {
+		return false
+	}
+	lit, ok := t.Parts[n-2].(*hclsyntax.LiteralValueExpr)
+	if !ok || lit.Val.Type() != cty.String || lit.Val.AsString() != "/topics/" {
+		return false
+	}
+	lit, ok = t.Parts[n-4].(*hclsyntax.LiteralValueExpr)
+	return ok && lit.Val.Type() == cty.String && strings.HasSuffix(lit.Val.AsString(), "/projects/")
+}
 
 func checkPushEndpoint(m *Module) []string {
-	sub, problem := m.sendPush()
-	if sub == nil {
+	subs, problem := m.sendPushes()
+	if subs == nil {
 		return []string{problem}
 	}
 	var out []string
-	pc := nested(sub.Body, "push_config")
-	endpoint := attr(pc, "push_endpoint")
-	if endpoint == nil {
-		return []string{fmt.Sprintf("%s has no push_endpoint", sub.where())}
-	}
-	rendered := m.render(endpoint)
-	if !sendPath.MatchString(rendered) {
-		out = append(out, fmt.Sprintf("%s pushes to %s, which does not end in /projects/PROJECT/topics/gmail-send (the form the functions framework needs to serve a CloudEvent function)", sub.where(), rendered))
-	}
-	if !slices.Contains(referenced(endpoint, "google_cloudfunctions2_function"), functionResourceName(m, "sender")) {
-		out = append(out, fmt.Sprintf("%s does not push to the sender function", sub.where()))
-	}
-	oidc := nested(pc, "oidc_token")
-	if oidc == nil || attr(oidc, "service_account_email") == nil || attr(oidc, "audience") == nil {
-		out = append(out, fmt.Sprintf("%s must sign pushes with an oidc_token (service_account_email and audience)", sub.where()))
-	}
-	rp := nested(sub.Body, "retry_policy")
-	minB, _ := literalString(attr(rp, "minimum_backoff"))
-	maxB, _ := literalString(attr(rp, "maximum_backoff"))
-	if minB != "10s" || maxB != "600s" {
-		out = append(out, fmt.Sprintf("%s must retry with backoff from 10s to 600s, has %q..%q", sub.where(), minB, maxB))
+	for _, sub := range subs {
+		pc := nested(sub.Body, "push_config")
+		endpoint := attr(pc, "push_endpoint")
+		topics := referenced(attr(sub.Body, "topic"), "google_pubsub_topic")
+		if len(topics) != 1 || !endsInOwnTopicPath(endpoint, topics[0]) {
+			out = append(out, fmt.Sprintf("%s pushes to %s, which does not end in /projects/PROJECT/topics/<the name of the topic it reads> (the form the functions framework needs to serve a CloudEvent function)", sub.where(), m.render(endpoint)))
+		}
+		oidc := nested(pc, "oidc_token")
+		if oidc == nil || attr(oidc, "service_account_email") == nil || attr(oidc, "audience") == nil {
+			out = append(out, fmt.Sprintf("%s must sign pushes with an oidc_token (service_account_email and audience)", sub.where()))
+		}
+		rp := nested(sub.Body, "retry_policy")
+		minB, _ := literalString(attr(rp, "minimum_backoff"))
+		maxB, _ := literalString(attr(rp, "maximum_backoff"))
+		if minB != "10s" || maxB != "600s" {
+			out = append(out, fmt.Sprintf("%s must retry with backoff from 10s to 600s, has %q..%q", sub.where(), minB, maxB))
+		}
 	}
 	return out
 }
@@ -444,10 +476,18 @@ func functionResourceName(m *Module, entryPoint string) string {
 }
 
 func checkDeadLetter(m *Module) []string {
-	sub, problem := m.sendPush()
-	if sub == nil {
+	subs, problem := m.sendPushes()
+	if subs == nil {
 		return []string{problem}
 	}
+	var out []string
+	for _, sub := range subs {
+		out = append(out, m.checkDeadLetterOf(sub)...)
+	}
+	return out
+}
+
+func (m *Module) checkDeadLetterOf(sub *Block) []string {
 	dlp := nested(sub.Body, "dead_letter_policy")
 	if dlp == nil {
 		return []string{fmt.Sprintf("%s has no dead_letter_policy: a message that always fails would be retried until it expires", sub.where())}
@@ -570,6 +610,7 @@ func checkRedirectURI(m *Module) []string {
 	}
 	compare("redirect_uri", "OAUTH_REDIRECT_URL", []string{"authorize", "confirm"})
 	compare("connect_url", "CONNECT_URL", []string{"confirm", "sender", "admin", "healthcheck"})
+	compare("admin_url", "ADMIN_URL", []string{"admin"})
 	return out
 }
 

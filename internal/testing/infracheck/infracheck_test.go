@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -215,10 +216,13 @@ var mutations = []mutation{
 }`)
 	}},
 	{"push endpoint without the topic path", "push-endpoint", func(tr tree) error {
-		return tr.replaceOnce("pubsub.tf", `/projects/${var.project_id}/topics/${google_pubsub_topic.send.name}"`, `/"`)
+		return tr.replaceOnce("pubsub.tf", `/projects/${var.project_id}/topics/${google_pubsub_topic.send[each.key].name}"`, `/"`)
 	}},
 	{"push endpoint to the wrong topic path", "push-endpoint", func(tr tree) error {
-		return tr.replaceOnce("pubsub.tf", `topics/${google_pubsub_topic.send.name}"`, `topics/gmail-send-results"`)
+		return tr.replaceOnce("pubsub.tf", `topics/${google_pubsub_topic.send[each.key].name}"`, `topics/gmail-send-results"`)
+	}},
+	{"push endpoint to another topic's path", "push-endpoint", func(tr tree) error {
+		return tr.replaceOnce("pubsub.tf", `topics/${google_pubsub_topic.send[each.key].name}"`, `topics/${google_pubsub_topic.results.name}"`)
 	}},
 	{"push without OIDC", "push-endpoint", func(tr tree) error {
 		return tr.removeBlock("pubsub.tf", `resource "google_pubsub_subscription" "send_push"`, "oidc_token {")
@@ -262,6 +266,81 @@ var mutations = []mutation{
 	}},
 	{"sender without concurrency", "concurrency-cpu", func(tr tree) error {
 		return tr.removeLine("functions.tf", "max_instance_request_concurrency")
+	}},
+	{"admin told another URL than the admin_url output", "redirect-uri", func(tr tree) error {
+		return tr.replaceOnce("functions.tf", "ADMIN_URL = local.admin_url", "ADMIN_URL = google_cloudfunctions2_function.authorize.url")
+	}},
+	{"one topic for every app", "app-topics", func(tr tree) error {
+		return tr.removeBlock("pubsub.tf", `resource "google_pubsub_topic" "send"`, "for_each = local.apps")
+	}},
+	{"subscription names the sender cannot map", "app-topics", func(tr tree) error {
+		return tr.replaceOnce("pubsub.tf", "name  = local.app_subscriptions[each.key]", `name  = "relay-${each.key}"`)
+	}},
+	{"app subscription suffix changed", "app-topics", func(tr tree) error {
+		return tr.replaceOnce("locals.tf", `"gmail-send-${app}-push"`, `"gmail-send-${app}-sub"`)
+	}},
+	{"no moved block for the existing topic", "app-topics", func(tr tree) error {
+		return tr.removeBlock("pubsub.tf", "moved {", "from = google_pubsub_topic.send")
+	}},
+	{"APPS without max_recipients", "app-topics", func(tr tree) error {
+		return tr.replaceOnce("locals.tf", "{ for k, v in { max_recipients = a.max_recipients } : k => v if v != null },", "")
+	}},
+	{"sender without APPS", "app-topics", func(tr tree) error {
+		return tr.removeLine("functions.tf", "APPS       = local.apps_env")
+	}},
+	{"publishers of every app on each topic", "topic-publishers", func(tr tree) error {
+		return tr.replaceOnce("pubsub.tf", "topic  = google_pubsub_topic.send[each.value.app].id", `topic  = google_pubsub_topic.send["default"].id`)
+	}},
+	{"a fixed member on the topics", "topic-publishers", func(tr tree) error {
+		return tr.replaceOnce("pubsub.tf", "member = each.value.member", `member = "allAuthenticatedUsers"`)
+	}},
+	{"editor role on the topics", "topic-publishers", func(tr tree) error {
+		return tr.replaceOnce("pubsub.tf", "role   = \"roles/pubsub.publisher\"\n  member = each.value.member", "role   = \"roles/pubsub.editor\"\n  member = each.value.member")
+	}},
+	{"authoritative binding on a send topic", "topic-publishers", func(tr tree) error {
+		return tr.appendTo("pubsub.tf", `resource "google_pubsub_topic_iam_binding" "send" {
+  for_each = google_pubsub_topic.send
+  topic    = each.value.id
+  role     = "roles/pubsub.publisher"
+  members  = []
+}`)
+	}},
+	{"publish granted project-wide", "topic-publishers", func(tr tree) error {
+		return tr.appendTo("iam.tf", `resource "google_project_iam_member" "everyone_publishes" {
+  project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = "group:devs@example.com"
+}`)
+	}},
+	{"confirm may read tokens", "function-roles", func(tr tree) error {
+		return tr.replaceOnce("iam.tf", "    \"secretmanager.secrets.delete\",\n    \"secretmanager.versions.add\",", "    \"secretmanager.secrets.delete\",\n    \"secretmanager.versions.access\",\n    \"secretmanager.versions.add\",")
+	}},
+	{"confirm cannot clean up", "function-roles", func(tr tree) error {
+		return tr.replaceOnce("iam.tf", "    \"secretmanager.secrets.delete\",\n    \"secretmanager.versions.add\",", "    \"secretmanager.versions.add\",")
+	}},
+	{"confirm back on the reading role", "function-roles", func(tr tree) error {
+		return tr.replaceOnce("iam.tf", "    sender      = google_service_account.sender.member\n    admin       = google_service_account.admin.member\n    healthcheck = google_service_account.healthcheck.member\n  }\n\n  project = var.project_id\n  role    = google_project_iam_custom_role.token_versions.id",
+			"    confirm     = google_service_account.confirm.member\n    sender      = google_service_account.sender.member\n    admin       = google_service_account.admin.member\n    healthcheck = google_service_account.healthcheck.member\n  }\n\n  project = var.project_id\n  role    = google_project_iam_custom_role.token_versions.id")
+	}},
+	{"confirm granted secretAccessor", "function-roles", func(tr tree) error {
+		return tr.appendTo("iam.tf", `resource "google_project_iam_member" "confirm_reads" {
+  project = var.project_id
+  role    = "roles/secretmanager.secretAccessor"
+  member  = google_service_account.confirm.member
+  condition {
+    title      = "t"
+    expression = local.token_secret_condition
+  }
+}`)
+	}},
+	{"sender without GOMEMLIMIT", "sender-memory", func(tr tree) error {
+		return tr.removeLine("functions.tf", "GOMEMLIMIT = local.sender_gomemlimit")
+	}},
+	{"GOMEMLIMIT fixed while memory varies", "sender-memory", func(tr tree) error {
+		return tr.replaceOnce("functions.tf", "GOMEMLIMIT = local.sender_gomemlimit", `GOMEMLIMIT = "460MiB"`)
+	}},
+	{"GOMEMLIMIT at the whole memory", "sender-memory", func(tr tree) error {
+		return tr.replaceOnce("locals.tf", "floor(var.sender_memory_mib * 0.9)", "var.sender_memory_mib")
 	}},
 }
 
@@ -323,5 +402,41 @@ func TestLoadRejectsSyntaxErrors(t *testing.T) {
 func TestLoadRejectsEmptyDirectory(t *testing.T) {
 	if _, err := Load(t.TempDir()); err == nil {
 		t.Error("Load accepted a directory without .tf files")
+	}
+}
+
+// TestTfvarsExampleListsEveryVariable keeps infra/terraform.tfvars.example,
+// the operator's starting point, in step with variables.tf: every variable
+// appears as "name =", commented out or set, and nothing else does.
+func TestTfvarsExampleListsEveryVariable(t *testing.T) {
+	m, err := Load(infraDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(infraDir, "terraform.tfvars.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(string(src), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "#"))
+		if name, _, ok := strings.Cut(line, " ="); ok {
+			if name = strings.TrimSpace(name); !strings.Contains(name, " ") {
+				listed[name] = true
+			}
+		}
+	}
+	vars := map[string]bool{}
+	for _, b := range m.blocksOf("variable") {
+		vars[b.Labels[0]] = true
+		if !listed[b.Labels[0]] {
+			t.Errorf("terraform.tfvars.example does not list variable %q", b.Labels[0])
+		}
+	}
+	for name := range listed {
+		// The apps example's keys and fields are not variables.
+		if !vars[name] && !slices.Contains([]string{"publishers", "accounts", "raw", "max_recipients", "billing", "crm"}, name) {
+			t.Errorf("terraform.tfvars.example sets %q, which is not a variable", name)
+		}
 	}
 }
