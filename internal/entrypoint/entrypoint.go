@@ -80,10 +80,29 @@ func HTTP[C any, PC Config[C]](ctx context.Context, name string, env envconfig.L
 }
 
 // Push builds a function fed by Pub/Sub push: the handler reads each push
-// request and calls the PushHandler the build made (see push.go).
-func Push[C any, PC Config[C]](ctx context.Context, name string, env envconfig.Lookuper, logs io.Writer, build Builder[C, PushHandler]) (http.Handler, io.Closer, error) {
-	return assemble[C, PC](ctx, name, env, logs, build, func(h PushHandler) http.Handler { return pushHandler(h) })
+// request and calls the PushHandler the build made (see push.go). With an
+// Admission, each push is admitted by its memory cost before its body is
+// read (see admission.go).
+func Push[C any, PC Config[C]](ctx context.Context, name string, env envconfig.Lookuper, logs io.Writer, build Builder[C, PushHandler], opts ...PushOption) (http.Handler, io.Closer, error) {
+	var o pushOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return assemble[C, PC](ctx, name, env, logs, build, func(h PushHandler) http.Handler {
+		if o.admission == nil {
+			return pushHandler(h)
+		}
+		return o.admission.Handler(pushHandler(h))
+	})
 }
+
+// PushOption configures Push.
+type PushOption func(*pushOptions)
+
+type pushOptions struct{ admission *Admission }
+
+// WithAdmission admits each push through a.
+func WithAdmission(a *Admission) PushOption { return func(o *pushOptions) { o.admission = a } }
 
 func assemble[C any, PC Config[C], H any](ctx context.Context, name string, env envconfig.Lookuper, logs io.Writer, build Builder[C, H], serve func(H) http.Handler) (http.Handler, io.Closer, error) {
 	cfg, err := config.LoadFrom[C, PC](ctx, env)

@@ -16,6 +16,25 @@ import (
 // 13.4 MB in base64, plus the envelope and attributes.
 const MaxPushBody = 16 << 20
 
+// readBody reads a push body of at most MaxPushBody bytes. With a
+// Content-Length (Pub/Sub sends one) it reads into one buffer of that size:
+// io.ReadAll's doubling would hold a 13 MB body twice over as it grows.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	n := r.ContentLength
+	if n > MaxPushBody {
+		return nil, &http.MaxBytesError{Limit: MaxPushBody}
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxPushBody)
+	if n <= 0 {
+		return io.ReadAll(body)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // PushHandler handles one Pub/Sub message; an error asks for redelivery.
 type PushHandler func(context.Context, *push.Message) error
 
@@ -52,7 +71,7 @@ func (h pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Pub/Sub pushes with POST.", http.StatusMethodNotAllowed)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxPushBody))
+	body, err := readBody(w, r)
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):

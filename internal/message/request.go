@@ -32,7 +32,15 @@ type Request struct {
 	// padding (RFC 4648 §4), as encoding/json writes a []byte.
 	Raw            []byte `json:"raw,omitempty"`
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+
+	// dropped counts, by wire name, the entries of a list (or headers) that
+	// Decode read past the field's limit and did not keep: Validate refuses
+	// on the count, so the entries are never kept or parsed.
+	dropped map[string]int
 }
+
+// count is how many entries field had: those kept and those dropped.
+func (r *Request) count(field string, kept int) int { return kept + r.dropped[field] }
 
 // Attachment is a file sent with a composed message. With ContentID set it is
 // an inline part, which the html body shows through a cid: URL.
@@ -127,7 +135,7 @@ func (p *problems) composed(r *Request) {
 
 	// Lists over the limit are refused on their length alone, before any
 	// entry is parsed: a large request can hold many thousands.
-	switch total := len(r.To) + len(r.Cc) + len(r.Bcc); {
+	switch total := r.count("to", len(r.To)) + r.count("cc", len(r.Cc)) + r.count("bcc", len(r.Bcc)); {
 	case total == 0:
 		p.add("to", "at least one recipient is required in to, cc or bcc")
 	case total > MaxRecipients:
@@ -137,8 +145,8 @@ func (p *problems) composed(r *Request) {
 		p.addresses("cc", r.Cc)
 		p.addresses("bcc", r.Bcc)
 	}
-	if len(r.ReplyTo) > MaxRecipients {
-		p.add("reply_to", "%d addresses; the limit is %d", len(r.ReplyTo), MaxRecipients)
+	if n := r.count("reply_to", len(r.ReplyTo)); n > MaxRecipients {
+		p.add("reply_to", "%d addresses; the limit is %d", n, MaxRecipients)
 	} else {
 		p.addresses("reply_to", r.ReplyTo)
 	}
@@ -155,14 +163,14 @@ func (p *problems) composed(r *Request) {
 		p.add("html", "is not valid UTF-8")
 	}
 
-	p.attachments(r.Attachments, r.HTML != "")
-	p.headers(r.Headers)
+	p.attachments(r.Attachments, r.count("attachments", len(r.Attachments)), r.HTML != "")
+	p.headers(r.Headers, r.count("headers", len(r.Headers)))
 
 	if r.InReplyTo != "" {
 		p.messageID("in_reply_to", r.InReplyTo)
 	}
-	if len(r.References) > MaxReferences {
-		p.add("references", "%d entries; the limit is %d", len(r.References), MaxReferences)
+	if n := r.count("references", len(r.References)); n > MaxReferences {
+		p.add("references", "%d entries; the limit is %d", n, MaxReferences)
 	}
 	for i, ref := range r.References {
 		p.messageID(fmt.Sprintf("references[%d]", i), ref)
@@ -272,9 +280,11 @@ func (p *problems) addresses(field string, list []string) {
 	}
 }
 
-func (p *problems) attachments(list []Attachment, haveHTML bool) {
-	if len(list) > MaxAttachments {
-		p.add("attachments", "%d attachments; the limit is %d", len(list), MaxAttachments)
+// attachments checks list; n is how many the request had, list's and
+// those Decode dropped past the limit.
+func (p *problems) attachments(list []Attachment, n int, haveHTML bool) {
+	if n > MaxAttachments {
+		p.add("attachments", "%d attachments; the limit is %d", n, MaxAttachments)
 	}
 	cids := make(map[string]int)
 	for i, a := range list {
@@ -340,9 +350,10 @@ func (p *problems) attachmentType(field, v string) {
 	}
 }
 
-func (p *problems) headers(h map[string]string) {
-	if len(h) > MaxCustomHeaders {
-		p.add("headers", "%d headers; the limit is %d", len(h), MaxCustomHeaders)
+// headers checks h; n is how many the request had (see attachments).
+func (p *problems) headers(h map[string]string, n int) {
+	if n > MaxCustomHeaders {
+		p.add("headers", "%d headers; the limit is %d", n, MaxCustomHeaders)
 	}
 	names := make([]string, 0, len(h))
 	for k := range h {
