@@ -20,6 +20,7 @@ import (
 
 	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
+	"github.com/gmailrelay/gmailrelay/internal/policy"
 )
 
 // Secret is a string that never prints: fmt, slog and JSON all see a
@@ -216,6 +217,13 @@ type Sender struct {
 	OAuth
 	Stores
 	Gmail
+	// Access is applied again at send time: an account connected before
+	// the allow-list changed no longer sends.
+	Access
+	// AppsJSON is APPS, each app's policy (see internal/policy); Validate
+	// parses it. Unset, there is one app, default, allowing every account.
+	AppsJSON     string `env:"APPS"`
+	apps         *policy.Apps
 	ResultsTopic string `env:"RESULTS_TOPIC, default=gmail-send-results"`
 	// ConnectURL is authorize's public URL; failure results carry it, with
 	// login_hint, as the reconnect link.
@@ -240,6 +248,12 @@ func (c *Sender) Validate() error {
 	errs := append(c.Base.problems(), c.OAuth.problems()...)
 	errs = append(errs, c.Stores.problems()...)
 	errs = append(errs, c.Gmail.problems()...)
+	errs = append(errs, c.Access.problems()...)
+	apps, appErrs := policy.ParseApps(c.AppsJSON)
+	for _, e := range appErrs {
+		errs = append(errs, fmt.Errorf("APPS: %w", e))
+	}
+	c.apps = apps
 	if c.ResultsTopic == "" {
 		errs = append(errs, missing("RESULTS_TOPIC", "the topic for result events"))
 	}
@@ -254,6 +268,20 @@ func (c *Sender) Validate() error {
 		errs = append(errs, fmt.Errorf("SEND_MAX_DELIVERY_ATTEMPTS: %d is outside 5..100, Pub/Sub's range for max_delivery_attempts (0: unknown)", n))
 	}
 	return errors.Join(errs...)
+}
+
+// Policy is what the sender checks before it sends: the apps of APPS and
+// the allow-list.
+func (c *Sender) Policy() *policy.Policy {
+	apps := c.apps
+	if apps == nil {
+		// Validate was not called (a test built the struct): read APPS
+		// now; a bad value leaves the default, as Validate would refuse it.
+		if apps, _ = policy.ParseApps(c.AppsJSON); apps == nil {
+			apps = policy.DefaultApps()
+		}
+	}
+	return &policy.Policy{Apps: apps, Allow: policy.AllowList{Domains: c.AllowedDomains, Emails: c.AllowedEmails}}
 }
 
 // Load reads cfg from the process environment and validates it.

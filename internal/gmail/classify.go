@@ -42,6 +42,10 @@ const (
 	CodeInternal     Code = "internal"
 )
 
+// CodeForbidden is a request the relay's policy does not allow: the app may
+// not send as that account, raw, or to that many recipients (DESIGN §7).
+const CodeForbidden Code = "forbidden"
+
 // Failure is a classified send failure.
 type Failure struct {
 	Code    Code

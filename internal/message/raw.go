@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -22,17 +23,36 @@ var recipientHeaders = []string{"To", "Cc", "Bcc"}
 // singletonHeaders may occur at most once (RFC 5322 §3.6). A second From or
 // To is a classic way to show one thing to a filter and another to a reader.
 var singletonHeaders = []string{
-	"Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc",
+	"Date", "From", "Reply-To", "To", "Cc", "Bcc",
 	"Message-Id", "In-Reply-To", "References", "Subject",
 }
 
+// rawHeaders are the fields a raw message may carry besides the custom
+// headers a composed request may set (allowedHeader) and the MIME fields
+// (Content-*): what the composed path writes, plus Bcc. Anything else is
+// refused rather than passed through, because a raw message's publisher
+// is an app, not the mailbox's owner: Sender and Resent-* would present
+// the message as sent or re-sent by someone else, and headers such as
+// Received, Return-Path or DKIM-Signature would forge a trace that
+// Gmail's own is meant to be.
+var rawHeaders = []string{
+	"From", "To", "Cc", "Bcc", "Reply-To", "Subject", "Date", "Message-Id",
+	"In-Reply-To", "References", "Mime-Version",
+}
+
+// rawHeadersText lists them for messages.
+const rawHeadersText = "From, To, Cc, Bcc, Reply-To, Subject, Date, Message-ID, In-Reply-To, References, MIME-Version, Content-*, List-Unsubscribe, List-Unsubscribe-Post and X-*"
+
 // CheckRaw checks a complete RFC 5322 message supplied as raw: it is at most
 // MaxMessageSize bytes; its header section parses, holds no NUL, no bare CR
-// and no space before a colon, and has at most one of each RFC 5322 singleton
-// field; From (and Sender, if present) is exactly one address equal to
-// account, ignoring case; and To, Cc and Bcc hold between one and
-// MaxRecipients addresses in total. It returns a *SizeError or a
-// *ValidationError whose problems name "raw".
+// and no space before a colon, has at most one of each RFC 5322 singleton
+// field, and only the fields of rawHeaders, Content-* and the composed
+// path's custom headers (so no Sender and no Resent-*); From is exactly one
+// address equal to account, ignoring case, with no address in its display
+// name; and To, Cc and Bcc hold between one and MaxRecipients addresses in
+// total. It returns a *SizeError or a *ValidationError whose problems name
+// "raw". These refusals are invalid_request, not forbidden: no app's policy
+// allows them, and the publisher, not the operator, must change the message.
 func CheckRaw(raw []byte, account string) error {
 	if len(raw) > MaxMessageSize {
 		return &SizeError{What: "raw message", Size: int64(len(raw)), Limit: MaxMessageSize}
@@ -57,13 +77,12 @@ func checkRawInto(p *problems, raw []byte, account string, compareFrom bool) {
 		}
 	}
 
+	p.rawFields(h)
+
 	if !h.Has("From") {
 		p.add("raw", "a From header is required")
 	} else {
 		p.sender(h, "From", account, compareFrom)
-	}
-	if h.Has("Sender") {
-		p.sender(h, "Sender", account, compareFrom)
 	}
 
 	total := 0
@@ -86,7 +105,8 @@ func checkRawInto(p *problems, raw []byte, account string, compareFrom bool) {
 	}
 }
 
-// sender checks that a From or Sender header names exactly the account.
+// sender checks that the From header names exactly the account, under a
+// display name that does not show another address.
 func (p *problems) sender(h textproto.Header, key, account string, compare bool) {
 	list, err := parseRawAddressList(h.Get(key))
 	if err != nil {
@@ -100,6 +120,40 @@ func (p *problems) sender(h textproto.Header, key, account string, compare bool)
 	if compare && !strings.EqualFold(list[0].Address, account) {
 		p.add("raw", "the %s address %s does not match account %s", key, quote(list[0].Address), quote(account))
 	}
+	// Mail clients show the display name, often alone: "CEO
+	// (ceo@example.com)" <alice@…> reads as mail from the CEO. The
+	// full-width and small at signs look the same to a reader.
+	if name := list[0].Name; strings.ContainsAny(name, "@\uff20\ufe6b") {
+		p.add("raw", "the %s display name %s contains an address, which readers take for the sender's; use a plain name such as \"Alice at Acme\"", key, quote(name))
+	}
+}
+
+// rawFields refuses every header field a raw message may not carry, each
+// name once.
+func (p *problems) rawFields(h textproto.Header) {
+	var refused []string
+	for f := h.Fields(); f.Next(); {
+		key := f.Key()
+		if rawFieldAllowed(key) || slices.ContainsFunc(refused, func(r string) bool { return strings.EqualFold(r, key) }) {
+			continue
+		}
+		refused = append(refused, key)
+		switch {
+		case strings.EqualFold(key, "Sender"):
+			p.add("raw", "the Sender header is not allowed: Gmail sends as the account itself, and a Sender names someone else as the one who sent it")
+		case len(key) >= 7 && strings.EqualFold(key[:7], "Resent-"):
+			p.add("raw", "the %s header is not allowed: Resent-* headers present the message as re-sent by someone else", key)
+		default:
+			p.add("raw", "the %s header is not allowed: a raw message may carry only %s headers (rename a custom header to X-…)", key, rawHeadersText)
+		}
+	}
+}
+
+func rawFieldAllowed(key string) bool {
+	if allowedHeader(key) || (len(key) > 8 && strings.EqualFold(key[:8], "Content-")) {
+		return true
+	}
+	return slices.ContainsFunc(rawHeaders, func(k string) bool { return strings.EqualFold(k, key) })
 }
 
 // readRawHeader parses the header section of a raw message. It rejects NUL

@@ -1,7 +1,7 @@
 // Package results publishes the outcome of every send request to the
 // results topic (DESIGN §3), so a publisher learns what became of each
-// message without polling. Events carry the status and idempotency key as
-// attributes, so subscribers can filter without decoding.
+// message without polling. Events carry the status, idempotency key and app
+// as attributes, so subscribers can filter without decoding.
 package results
 
 import (
@@ -37,14 +37,17 @@ type Error struct {
 
 // Event is one result.
 type Event struct {
-	IdempotencyKey  string    `json:"idempotency_key"`
-	PubSubMessageID string    `json:"pubsub_message_id"`
-	Account         string    `json:"account"`
-	Status          Status    `json:"status"`
-	GmailMessageID  string    `json:"gmail_message_id,omitempty"`
-	GmailThreadID   string    `json:"gmail_thread_id,omitempty"`
-	Attempt         int       `json:"attempt"`
-	FinishedAt      time.Time `json:"finished_at"`
+	IdempotencyKey  string `json:"idempotency_key"`
+	PubSubMessageID string `json:"pubsub_message_id"`
+	Account         string `json:"account"`
+	// App is the app whose topic the request came from (DESIGN §7);
+	// empty when the push named no app the relay knows.
+	App            string    `json:"app"`
+	Status         Status    `json:"status"`
+	GmailMessageID string    `json:"gmail_message_id,omitempty"`
+	GmailThreadID  string    `json:"gmail_thread_id,omitempty"`
+	Attempt        int       `json:"attempt"`
+	FinishedAt     time.Time `json:"finished_at"`
 	// MaybeDuplicate is set when an earlier attempt reached Gmail without an
 	// answer, so this message may have been delivered twice.
 	MaybeDuplicate bool   `json:"maybe_duplicate,omitempty"`
@@ -57,7 +60,12 @@ func (e *Event) Message() (*pubsub.Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("results.Event.Message: %w", err)
 	}
+	// app lets each app's subscription on the shared results topic filter
+	// to its own events (attributes.app = "billing").
 	attrs := map[string]string{"status": string(e.Status), "idempotency_key": e.IdempotencyKey}
+	if e.App != "" {
+		attrs["app"] = e.App
+	}
 	if e.Error != nil {
 		attrs["error_code"] = e.Error.Code
 	}

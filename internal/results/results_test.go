@@ -49,8 +49,8 @@ func newFixture(t *testing.T, topic string, create bool) (*pstest.Server, *Publi
 var finished = time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
 
 // TestPublish: every event arrives once, its data the event in DESIGN §3's
-// field names and its attributes the status, the idempotency key and, for
-// a failure, the error code.
+// field names and its attributes the status, the idempotency key, the app
+// and, for a failure, the error code.
 func TestPublish(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -61,27 +61,28 @@ func TestPublish(t *testing.T) {
 	}{
 		{
 			name: "sent",
-			event: &Event{IdempotencyKey: "order-42", PubSubMessageID: "1", Account: "alice@example.com", Status: StatusSent,
+			event: &Event{IdempotencyKey: "order-42", PubSubMessageID: "1", Account: "alice@example.com", App: "billing", Status: StatusSent,
 				GmailMessageID: "18f0", GmailThreadID: "18e9", Attempt: 1, FinishedAt: finished},
-			wantData: `{"idempotency_key":"order-42","pubsub_message_id":"1","account":"alice@example.com","status":"sent",` +
+			wantData: `{"idempotency_key":"order-42","pubsub_message_id":"1","account":"alice@example.com","app":"billing","status":"sent",` +
 				`"gmail_message_id":"18f0","gmail_thread_id":"18e9","attempt":1,"finished_at":"2026-12-01T20:00:00Z"}`,
-			wantAttrs: map[string]string{"status": "sent", "idempotency_key": "order-42"},
+			wantAttrs: map[string]string{"status": "sent", "idempotency_key": "order-42", "app": "billing"},
 		},
 		{
 			name: "failed",
-			event: &Event{IdempotencyKey: "order-43", PubSubMessageID: "2", Account: "bob@example.com", Status: StatusFailed,
+			event: &Event{IdempotencyKey: "order-43", PubSubMessageID: "2", Account: "bob@example.com", App: "crm", Status: StatusFailed,
 				Attempt: 3, FinishedAt: finished, MaybeDuplicate: true,
 				Error: &Error{Code: "reauth_required", Message: "reconnect <bob>", ReconnectURL: "https://relay.example/authorize?login_hint=bob"}},
-			wantData: `{"idempotency_key":"order-43","pubsub_message_id":"2","account":"bob@example.com","status":"failed",` +
+			wantData: `{"idempotency_key":"order-43","pubsub_message_id":"2","account":"bob@example.com","app":"crm","status":"failed",` +
 				`"attempt":3,"finished_at":"2026-12-01T20:00:00Z","maybe_duplicate":true,"error":{"code":"reauth_required",` +
 				`"message":"reconnect \u003cbob\u003e","retryable":false,"reconnect_url":"https://relay.example/authorize?login_hint=bob"}}`,
-			wantAttrs: map[string]string{"status": "failed", "idempotency_key": "order-43", "error_code": "reauth_required"},
+			wantAttrs: map[string]string{"status": "failed", "idempotency_key": "order-43", "error_code": "reauth_required", "app": "crm"},
 		},
 		{
 			name: "duplicate",
 			event: &Event{IdempotencyKey: "order-42", PubSubMessageID: "3", Account: "alice@example.com", Status: StatusDuplicate,
 				GmailMessageID: "18f0", Attempt: 1, FinishedAt: finished},
-			wantData: `{"idempotency_key":"order-42","pubsub_message_id":"3","account":"alice@example.com","status":"duplicate",` +
+			// An unknown app (a refused subscription) has no attribute.
+			wantData: `{"idempotency_key":"order-42","pubsub_message_id":"3","account":"alice@example.com","app":"","status":"duplicate",` +
 				`"gmail_message_id":"18f0","attempt":1,"finished_at":"2026-12-01T20:00:00Z"}`,
 			wantAttrs: map[string]string{"status": "duplicate", "idempotency_key": "order-42"},
 		},

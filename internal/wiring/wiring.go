@@ -236,6 +236,7 @@ func Sender(ctx context.Context, cfg *config.Sender, deps Deps) (*sender.Sender,
 		Results: pub, OAuth: oc,
 		Gmail: gmail.New(cfg.Gmail.Endpoint, nil), ConnectURL: cfg.ConnectURL,
 		Lease: cfg.SendLease, SendTimeout: cfg.SendTimeout, MaxDeliveryAttempts: cfg.MaxDeliveryAttempts,
+		Policy: cfg.Policy(),
 	})
 	if err != nil {
 		return nil, nil, cl.fail(fmt.Errorf("wiring.Sender: %w", err))

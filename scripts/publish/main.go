@@ -1,8 +1,12 @@
 // Command publish publishes one send request, read as JSON from stdin, to
-// the gmail-send topic: the embedded or gcloud emulator when
+// an app's send topic: the embedded or gcloud emulator when
 // PUBSUB_EMULATOR_HOST is set, otherwise the project in
 // GOOGLE_CLOUD_PROJECT with application default credentials. With -wait it
 // also waits for the request's result event and prints it.
+//
+// The topic is -topic; without it, gmail-send, or the one app's topic when
+// APPS (as `make dev` reads it) declares a single app. A topic that does
+// not exist is reported with the send topics that do.
 package main
 
 import (
@@ -13,13 +17,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"github.com/google/uuid"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gmailrelay/gmailrelay/internal/policy"
 )
 
 func main() {
@@ -31,10 +43,17 @@ func main() {
 
 func run() error {
 	project := flag.String("project", os.Getenv("GOOGLE_CLOUD_PROJECT"), "Google Cloud project (default $GOOGLE_CLOUD_PROJECT, or gmail-relay-dev with an emulator)")
-	topic := flag.String("topic", "gmail-send", "topic to publish to")
+	topic := flag.String("topic", "", "the app's send topic: gmail-send-<app> for an app of APPS (default gmail-send, or the one app's topic when APPS declares one)")
 	results := flag.String("results-topic", "gmail-send-results", "topic the relay reports results on (for -wait)")
 	wait := flag.Duration("wait", 0, "wait this long for the result event and print it (e.g. 30s)")
 	flag.Parse()
+	if *topic == "" {
+		t, err := defaultTopic(os.Getenv("APPS"))
+		if err != nil {
+			return err
+		}
+		*topic = t
+	}
 
 	if *project == "" {
 		if os.Getenv("PUBSUB_EMULATOR_HOST") == "" {
@@ -108,6 +127,9 @@ func run() error {
 	p := client.Publisher(*topic)
 	defer p.Stop()
 	id, err := p.Publish(ctx, &pubsub.Message{Data: data, Attributes: map[string]string{"idempotency_key": req.IdempotencyKey}}).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return fmt.Errorf("topic %s does not exist in project %s; %s", *topic, *project, sendTopics(ctx, client, *project))
+	}
 	if err != nil {
 		return fmt.Errorf("publishing to %s: %w", *topic, err)
 	}
@@ -145,4 +167,46 @@ func run() error {
 		return errors.New("this idempotency_key was used before, by a request that failed (see result above); publish the corrected request with a new idempotency_key")
 	}
 	return nil
+}
+
+// defaultTopic is the topic without -topic: gmail-send without APPS, the
+// app's topic when APPS declares one app, and otherwise an error listing
+// the choices.
+func defaultTopic(appsJSON string) (string, error) {
+	apps, errs := policy.ParseApps(appsJSON)
+	if len(errs) > 0 {
+		return "", fmt.Errorf("APPS does not parse, so the app's topic is unknown; pass -topic gmail-send-<app>: %w", errors.Join(errs...))
+	}
+	topics := slices.Sorted(maps.Keys(apps.Topics()))
+	if len(topics) != 1 {
+		return "", fmt.Errorf("APPS declares %d apps; choose a topic with -topic: %s", len(topics), strings.Join(topics, ", "))
+	}
+	return topics[0], nil
+}
+
+// sendTopics says which send topics the project has, for the error of a
+// topic that does not.
+func sendTopics(ctx context.Context, client *pubsub.Client, project string) string {
+	var names []string
+	it := client.TopicAdminClient.ListTopics(ctx, &pubsubpb.ListTopicsRequest{Project: "projects/" + project})
+	for {
+		t, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return "listing its topics failed too: " + err.Error()
+		}
+		name := t.GetName()[strings.LastIndexByte(t.GetName(), '/')+1:]
+		if _, isApp := policy.AppFor(name + "-push"); isApp || name == policy.DefaultTopic {
+			if name != "gmail-send-results" && name != "gmail-send-dead-letter" {
+				names = append(names, name)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return "it has no send topic (is the relay deployed, or `make dev` running?)"
+	}
+	slices.Sort(names)
+	return "its send topics are: " + strings.Join(names, ", ") + " (pass one with -topic)"
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +32,7 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/sethvargo/go-envconfig"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -45,19 +47,22 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/dev/secretfake"
 	"github.com/gmailrelay/gmailrelay/internal/entrypoint"
 	"github.com/gmailrelay/gmailrelay/internal/ledger"
+	"github.com/gmailrelay/gmailrelay/internal/policy"
 	"github.com/gmailrelay/gmailrelay/internal/push"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/wiring"
 )
 
-// Topic and subscription names of the local stack.
+// Topic and subscription names of the local stack. The send topics are the
+// apps' (policy.Apps.Topics): SendTopic without APPS, gmail-send-<app> for
+// each app APPS declares, each with the push subscription name Terraform
+// gives it, so the sender learns the app the way it does when deployed.
 const (
 	Project           = "gmail-relay-dev"
-	SendTopic         = "gmail-send"
+	SendTopic         = policy.DefaultTopic
 	ResultsTopic      = "gmail-send-results"
 	DeadLetterTopic   = "gmail-send-dead-letter"
 	AccountsTopic     = "gmail-account-events"
-	sendSub           = "gmail-send-dev"
 	resultsSub        = "gmail-send-results-dev"
 	maxDeliveries     = 5
 	maxOutstanding    = 80
@@ -122,6 +127,8 @@ type Server struct {
 	PubSubAddr string
 	OutboxDir  string
 	Sandbox    *sandbox.Server // nil against real Google
+	// SendTopics are the apps' send topics, in order.
+	SendTopics []string
 	Secrets    *secretfake.Server
 	PubSub     *pstest.Server
 }
@@ -226,7 +233,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("devserver: Pub/Sub client: %w", err)
 	}
 	defer psClient.Close()
-	if err := createTopology(ctx, psClient); err != nil {
+	apps := appsFrom(o.Env)
+	s.SendTopics = slices.Sorted(maps.Keys(apps.Topics()))
+	if err := createTopology(ctx, psClient, apps); err != nil {
 		return err
 	}
 	smClient, err := secrets.NewClient(ctx)
@@ -311,7 +320,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}()
 	go func() {
 		defer wg.Done()
-		if err := deliver(runCtx, psClient, fns.handlers[sender.Name]); err != nil {
+		if err := deliverApps(runCtx, psClient, fns.handlers[sender.Name], apps); err != nil {
 			errc <- err
 		}
 	}()
@@ -366,14 +375,33 @@ func startPubSub(ctx context.Context, addr string) (*pstest.Server, error) {
 	return pstest.NewServerWithAddress(net.JoinHostPort(host, port)), nil
 }
 
-func createTopology(ctx context.Context, c *pubsub.Client) error {
-	for _, t := range []string{SendTopic, ResultsTopic, DeadLetterTopic, AccountsTopic} {
+// appsFrom reads APPS as the sender will. A value it refuses stands in as
+// the default app here: building the sender then names every problem.
+func appsFrom(env envconfig.Lookuper) *policy.Apps {
+	var v string
+	if env != nil {
+		v, _ = env.Lookup("APPS")
+	}
+	apps, errs := policy.ParseApps(v)
+	if len(errs) > 0 {
+		return policy.DefaultApps()
+	}
+	return apps
+}
+
+func createTopology(ctx context.Context, c *pubsub.Client, apps *policy.Apps) error {
+	topics := []string{ResultsTopic, DeadLetterTopic, AccountsTopic}
+	subs := map[string]string{resultsSub: ResultsTopic, "gmail-send-dead-letter-dev": DeadLetterTopic}
+	for t := range apps.Topics() {
+		topics = append(topics, t)
+		subs[apps.SubscriptionOf(t)] = t
+	}
+	for _, t := range topics {
 		_, err := c.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topicName(t)})
 		if err != nil && !isAlreadyExists(err) {
 			return fmt.Errorf("devserver: creating topic %s: %w", t, err)
 		}
 	}
-	subs := map[string]string{sendSub: SendTopic, resultsSub: ResultsTopic, "gmail-send-dead-letter-dev": DeadLetterTopic}
 	for sub, topic := range subs {
 		_, err := c.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
 			Name: subName(sub), Topic: topicName(topic), AckDeadlineSeconds: 60,
@@ -392,12 +420,23 @@ func isAlreadyExists(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "AlreadyExists")
 }
 
+// deliverApps runs deliver for every app's push subscription, until ctx
+// ends or one fails.
+func deliverApps(ctx context.Context, c *pubsub.Client, sender http.Handler, apps *policy.Apps) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for t := range apps.Topics() {
+		g.Go(func() error { return deliver(ctx, c, sender, apps.SubscriptionOf(t)) })
+	}
+	return g.Wait()
+}
+
 // deliver does what a push subscription with a retry and dead-letter policy
-// would: it posts each message to the sender as a Pub/Sub push request,
-// takes a 2xx answer as the ack and anything else as a nack, and, because
-// pstest never pushes and redelivers a nack at once, waits with backoff
-// before each nack and dead-letters after maxDeliveries.
-func deliver(ctx context.Context, c *pubsub.Client, sender http.Handler) error {
+// would: it posts each message of sendSub to the sender as a Pub/Sub push
+// request naming that subscription, takes a 2xx answer as the ack and
+// anything else as a nack, and, because pstest never pushes and redelivers
+// a nack at once, waits with backoff before each nack and dead-letters
+// after maxDeliveries.
+func deliver(ctx context.Context, c *pubsub.Client, sender http.Handler, sendSub string) error {
 	sub := c.Subscriber(sendSub)
 	sub.ReceiveSettings.MaxOutstandingMessages = maxOutstanding
 	dead := c.Publisher(DeadLetterTopic)
@@ -443,7 +482,7 @@ func deliver(ctx context.Context, c *pubsub.Client, sender http.Handler) error {
 		m.Nack()
 	})
 	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("devserver: receiving send requests: %w", err)
+		return fmt.Errorf("devserver: receiving send requests on %s: %w", sendSub, err)
 	}
 	return nil
 }
@@ -497,10 +536,16 @@ gmail-relay dev server, using %s
 	if s.Sandbox != nil {
 		fmt.Fprintf(out, "  Sandbox and outbox:  %s/sandbox/\n  Outbox files:        %s/*.eml\n", s.BaseURL, s.OutboxDir)
 	}
-	fmt.Fprintf(out, `  Send a message:      make send ACCOUNT=<connected address> TO=bob@example.org
+	send := "make send ACCOUNT=<connected address> TO=bob@example.org"
+	if len(s.SendTopics) != 1 || s.SendTopics[0] != SendTopic {
+		// With APPS, every app publishes on its own topic.
+		send = "go run ./scripts/publish -topic <topic> < request.json"
+		fmt.Fprintf(out, "  Send topics (APPS):  %s\n", strings.Join(s.SendTopics, ", "))
+	}
+	fmt.Fprintf(out, `  Send a message:      %s
 
 PUBSUB_EMULATOR_HOST=%s
-`, s.PubSubAddr)
+`, send, s.PubSubAddr)
 }
 
 // runHealthcheck runs the healthcheck function once, with the push request

@@ -42,6 +42,7 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/ledger"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
+	"github.com/gmailrelay/gmailrelay/internal/policy"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/results"
 	"github.com/gmailrelay/gmailrelay/internal/sender"
@@ -87,6 +88,8 @@ type Options struct {
 	SendTimeout time.Duration
 	// MaxDeliveryAttempts is passed to sender.New.
 	MaxDeliveryAttempts int
+	// Policy is passed to sender.New (nil: the default app only).
+	Policy *policy.Policy
 }
 
 // Clock is a settable clock shared by the sandbox and the sender. It starts
@@ -356,6 +359,7 @@ func (e *Env) NewSender() *sender.Sender {
 		Ledger: e.Ledger, Accounts: e.Registry, Tokens: e.Tokens, Results: e.Publisher, OAuth: e.OAuth,
 		Gmail: gmail.New(e.URL+"/", nil), ConnectURL: ConnectURL,
 		Lease: e.opts.Lease, SendTimeout: e.opts.SendTimeout, MaxDeliveryAttempts: e.opts.MaxDeliveryAttempts, Now: e.Clock.Now,
+		Policy: e.opts.Policy,
 	})
 	if err != nil {
 		e.t.Fatalf("sender.New: %v", err)
