@@ -5,7 +5,7 @@
 #   scripts/admin.sh show EMAIL              # one account
 #   scripts/admin.sh test EMAIL [--send]     # a real token refresh (and a test message to itself)
 #   scripts/admin.sh disconnect EMAIL        # revoke at Google, destroy the secret, mark disconnected
-#   scripts/admin.sh message KEY             # send status by idempotency key
+#   scripts/admin.sh message KEY EMAIL [APP] # send status of KEY sent from EMAIL (APP: default)
 #
 # ADMIN_URL defaults to the local dev server (http://localhost:8080/admin).
 # For a deployed relay set ADMIN_URL to the Terraform output admin_url; the
@@ -62,6 +62,9 @@ case "$cmd" in
     q=""; [ "${2:-}" = "--send" ] && q="?send=1"
     call POST "/accounts/$(urlencode "$1")/test$q" ;;
   disconnect) [ $# -eq 1 ] || usage; call DELETE "/accounts/$(urlencode "$1")" ;;
-  message) [ $# -eq 1 ] || usage; call GET "/messages/$(urlencode "$1")" ;;
+  message)
+    # A key is unique per (app, account): the same key may be two sends.
+    [ $# -ge 2 ] && [ $# -le 3 ] || usage
+    call GET "/messages/$(urlencode "$1")?account=$(urlencode "$2")&app=$(urlencode "${3:-default}")" ;;
   *) usage ;;
 esac

@@ -40,9 +40,9 @@ type Revoker interface {
 	Revoke(ctx context.Context, token string) error
 }
 
-// Ledger reads send records.
+// Ledger reads send records; id is a ledger.Scope's ID.
 type Ledger interface {
-	Get(ctx context.Context, key string) (*ledger.Record, error)
+	Get(ctx context.Context, id string) (*ledger.Record, error)
 }
 
 var (
@@ -396,11 +396,22 @@ func (h *Handler) messageStatus(w http.ResponseWriter, r *http.Request) {
 			Fix:     "URL-encode the key."})
 		return
 	}
-	rec, err := h.opts.Ledger.Get(r.Context(), key)
+	// Idempotency is per (app, account, key), so the key alone names no
+	// record: the same key may be two sends from two mailboxes.
+	q := r.URL.Query()
+	acct := account.Normalize(q.Get("account"))
+	if acct == "" {
+		respond.Error(w, r, http.StatusBadRequest, respond.APIError{Code: "invalid_request",
+			Message: "The account is missing: an idempotency key is unique only per sending account and app.",
+			Fix:     "Add ?account=<sending address>, and &app=<app> for an app other than default: /messages/" + url.PathEscape(key) + "?account=alice@example.com"})
+		return
+	}
+	scope := ledger.Scope{App: q.Get("app"), Account: acct, Key: key}
+	rec, err := h.opts.Ledger.Get(r.Context(), scope.ID())
 	if errors.Is(err, ledger.ErrNotFound) {
 		respond.Error(w, r, http.StatusNotFound, respond.APIError{Code: "not_found",
-			Message: "No send with this idempotency key in the last 7 days.",
-			Fix:     "Check the key; records expire after 7 days."})
+			Message: "No send with this idempotency key from this account and app in the last 7 days.",
+			Fix:     "Check the key, the account and the app (app defaults to \"default\"); records expire after 7 days."})
 		return
 	}
 	if err != nil {

@@ -226,18 +226,42 @@ func TestMessageStatus(t *testing.T) {
 	f := newFixture(t, false)
 	ctx := context.Background()
 	key := "order/42 invoice"
-	if _, _, err := f.ledger.Claim(ctx, key, ledger.ClaimRequest{Account: "alice@example.com", PubSubMessageID: "m1", Lease: time.Minute, Now: time.Now()}); err != nil {
-		t.Fatal(err)
+	// The same key sent by alice in two apps and by bob: three records.
+	for _, c := range []struct {
+		scope   ledger.Scope
+		gmailID string
+	}{
+		{ledger.Scope{Account: "alice@example.com", Key: key}, "abc123"},
+		{ledger.Scope{App: "crm", Account: "alice@example.com", Key: key}, "crm456"},
+		{ledger.Scope{Account: "bob@example.com", Key: key}, "bob789"},
+	} {
+		if _, _, err := f.ledger.Claim(ctx, c.scope.ID(), ledger.ClaimRequest{PubSubMessageID: "m1", Lease: time.Minute, Now: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.ledger.Finish(ctx, c.scope.ID(), ledger.Finish{State: ledger.StateSent, GmailMessageID: c.gmailID, GmailThreadID: c.gmailID}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := f.ledger.Finish(ctx, key, ledger.Finish{State: ledger.StateSent, GmailMessageID: "abc123", GmailThreadID: "abc123"}); err != nil {
-		t.Fatal(err)
+	for _, c := range []struct{ query, want string }{
+		{"?account=alice@example.com", "abc123"},
+		{"?account=Alice@Example.com&app=default", "abc123"},
+		{"?account=alice@example.com&app=crm", "crm456"},
+		{"?account=bob@example.com", "bob789"},
+	} {
+		code, body := f.do(t, "GET", "/messages/"+url.PathEscape(key)+c.query, nil)
+		if code != 200 || !strings.Contains(string(body), `"state": "sent"`) || !strings.Contains(string(body), c.want) {
+			t.Errorf("%s: status = %d %s; want sent, %s", c.query, code, body, c.want)
+		}
+	}
+	if code, _ := f.do(t, "GET", "/messages/nope?account=alice@example.com", nil); code != http.StatusNotFound {
+		t.Errorf("unknown key = %d", code)
+	}
+	if code, _ := f.do(t, "GET", "/messages/"+url.PathEscape(key)+"?account=alice@example.com&app=billing", nil); code != http.StatusNotFound {
+		t.Errorf("key in another app = %d, want 404", code)
 	}
 	code, body := f.do(t, "GET", "/messages/"+url.PathEscape(key), nil)
-	if code != 200 || !strings.Contains(string(body), `"state": "sent"`) || !strings.Contains(string(body), "abc123") {
-		t.Fatalf("status = %d %s", code, body)
-	}
-	if code, _ := f.do(t, "GET", "/messages/nope", nil); code != http.StatusNotFound {
-		t.Errorf("unknown key = %d", code)
+	if code != http.StatusBadRequest || !strings.Contains(string(body), "?account=") {
+		t.Errorf("without account = %d %s; want 400 with the fix", code, body)
 	}
 }
 
@@ -294,14 +318,16 @@ func TestErrorShape(t *testing.T) {
 		{"cross-site form post", open, "POST", "/accounts/alice@example.com/test", map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden, "cross_origin"},
 		{"cross-site fetch", open, "DELETE", "/accounts/alice@example.com", map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden, "cross_origin"},
 		{"another host", open, "GET", "/accounts", map[string]string{"Host": "evil.example"}, http.StatusMisdirectedRequest, "wrong_host"},
+		{"a host that only looks like Cloud Run's", open, "GET", "/accounts", map[string]string{"Host": "x.run.app.evil.example"}, http.StatusMisdirectedRequest, "wrong_host"},
 		{"test message to a non-address", open, "POST", "/accounts/alice@example.com/test?send=1&to=" + url.QueryEscape("Bob <bob@example.org>"), nil, http.StatusBadRequest, "invalid_request"},
 		{"disconnect form unconfirmed", open, "POST", "/accounts/alice@example.com/disconnect", nil, http.StatusBadRequest, "confirmation_required"},
 		{"get unknown account", open, "GET", "/accounts/carol@example.com", nil, http.StatusNotFound, "unknown_account"},
 		{"test unknown account", open, "POST", "/accounts/carol@example.com/test", nil, http.StatusNotFound, "unknown_account"},
 		{"disconnect unknown account", open, "DELETE", "/accounts/carol@example.com", nil, http.StatusNotFound, "unknown_account"},
 		{"malformed key", open, "GET", "/messages/%25", nil, http.StatusBadRequest, "invalid_request"},
-		{"unknown key", open, "GET", "/messages/nope", nil, http.StatusNotFound, "not_found"},
-		{"ledger unavailable", broken, "GET", "/messages/order-42", nil, http.StatusServiceUnavailable, "unavailable"},
+		{"unknown key", open, "GET", "/messages/nope?account=alice@example.com", nil, http.StatusNotFound, "not_found"},
+		{"message without account", open, "GET", "/messages/order-42", nil, http.StatusBadRequest, "invalid_request"},
+		{"ledger unavailable", broken, "GET", "/messages/order-42?account=alice@example.com", nil, http.StatusServiceUnavailable, "unavailable"},
 		{"unknown path", open, "GET", "/nope", nil, http.StatusNotFound, "not_found"},
 		{"empty address", open, "GET", "/accounts/", nil, http.StatusNotFound, "not_found"},
 		{"wrong method", open, "PUT", "/accounts/alice@example.com", nil, http.StatusMethodNotAllowed, "method_not_allowed"},
@@ -316,6 +342,18 @@ func TestErrorShape(t *testing.T) {
 			}
 			wantErrorShape(t, body, c.code)
 		})
+	}
+}
+
+// TestCloudRunHost: the function's run.app address is accepted beside
+// ADMIN_URL's, since a Cloud Run function answers at both.
+func TestCloudRunHost(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false)
+	for _, host := range []string{"gmail-relay-admin-abc123-uc.a.run.app", "gmail-relay-admin-abc123-uc.a.run.app:443"} {
+		if status, body := f.do(t, "GET", "/accounts", map[string]string{"Host": host, "Accept": "application/json"}); status != http.StatusOK {
+			t.Errorf("Host %s: GET /accounts = %d, want 200: %s", host, status, body)
+		}
 	}
 }
 

@@ -74,11 +74,23 @@ func newGuard(o Options) *guard {
 	return g
 }
 
+// cloudRunHost reports a Cloud Run service's own address. A Cloud Run
+// function answers at its cloudfunctions.net URL (ADMIN_URL) and at its
+// run.app URL, and which of the two names a proxied request carries is not
+// documented; both are Google's, so neither can be a rebinding target.
+func cloudRunHost(h string) bool {
+	h = strings.ToLower(h)
+	if i := strings.LastIndexByte(h, ':'); i > strings.LastIndexByte(h, ']') {
+		h = h[:i]
+	}
+	return strings.HasSuffix(h, ".run.app")
+}
+
 // wrap runs next behind the checks.
 func (g *guard) wrap(next http.Handler) http.Handler {
 	protected := g.origin.Handler(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if g.host != "" && !strings.EqualFold(r.Host, g.host) {
+		if g.host != "" && !strings.EqualFold(r.Host, g.host) && !cloudRunHost(r.Host) {
 			// A request for another name reached this function: a
 			// misrouted proxy, or DNS rebinding aimed at the page.
 			respond.Error(w, r, http.StatusMisdirectedRequest, respond.APIError{Code: "wrong_host",

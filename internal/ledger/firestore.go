@@ -12,8 +12,8 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/storeops"
 )
 
-// Firestore is the production Store, one document per key in Collection of
-// a native-mode database.
+// Firestore is the production Store, one document per request (DocID of its
+// Scope.ID) in Collection of a native-mode database.
 type Firestore struct {
 	client *firestore.Client
 	stats  storeops.Counters
@@ -29,8 +29,8 @@ func NewFirestore(client *firestore.Client) *Firestore {
 // Stats returns the reads and committed writes made so far.
 func (f *Firestore) Stats() Stats { return f.stats.Snapshot() }
 
-func (f *Firestore) ref(key string) *firestore.DocumentRef {
-	return f.client.Collection(Collection).Doc(DocID(key))
+func (f *Firestore) ref(id string) *firestore.DocumentRef {
+	return f.client.Collection(Collection).Doc(DocID(id))
 }
 
 // maxRounds bounds the read-and-conditional-write rounds of one call. A
@@ -48,14 +48,17 @@ var errContended = fmt.Errorf("%w: the document kept changing under concurrent w
 // condition that the document is unchanged since the read. That optimistic
 // write, unlike a transaction, takes no lock, so a burst of redeliveries
 // cannot queue behind one another: one wins, the others reread and see busy.
-func (f *Firestore) Claim(ctx context.Context, key string, c ClaimRequest) (*Record, ClaimOutcome, error) {
-	if err := c.check(key); err != nil {
+// A permanently failed record reused for new content is rewritten whole the
+// same way.
+func (f *Firestore) Claim(ctx context.Context, id string, c ClaimRequest) (*Record, ClaimOutcome, error) {
+	scope, err := c.check(id)
+	if err != nil {
 		return nil, 0, fmt.Errorf("ledger.Claim: %w", err)
 	}
 	now := nowOr(c.Now)
-	ref := f.ref(key)
+	ref := f.ref(id)
 
-	fresh, _, _, _ := decide(nil, key, c, now)
+	fresh, _, _, _ := decide(nil, scope, c, now)
 	created, err := f.create(ctx, ref, fresh)
 	if err != nil {
 		return nil, 0, wrap("ledger.Claim", err)
@@ -84,7 +87,7 @@ func (f *Firestore) Claim(ctx context.Context, key string, c ClaimRequest) (*Rec
 		if err != nil {
 			return nil, 0, fmt.Errorf("ledger.Claim: %w", err)
 		}
-		next, out, write, err := decide(cur, key, c, now)
+		next, out, write, err := decide(cur, scope, c, now)
 		if err != nil {
 			return nil, 0, fmt.Errorf("ledger.Claim: %w", err)
 		}
@@ -131,8 +134,8 @@ func (f *Firestore) updateIfUnchanged(ctx context.Context, snap *firestore.Docum
 
 // modify rereads and rewrites the key's record until its conditional update
 // wins; change returns the fields to write, or none to leave the record.
-func (f *Firestore) modify(ctx context.Context, key string, change func(cur *Record) []firestore.Update) error {
-	ref := f.ref(key)
+func (f *Firestore) modify(ctx context.Context, id string, change func(cur *Record) []firestore.Update) error {
+	ref := f.ref(id)
 	for range maxRounds {
 		snap, err := ref.Get(ctx)
 		f.stats.Read(1)
@@ -157,12 +160,12 @@ func (f *Firestore) modify(ctx context.Context, key string, change func(cur *Rec
 
 // Finish implements Store with one blind update: no read, so that a
 // message costs two writes in all.
-func (f *Firestore) Finish(ctx context.Context, key string, fin Finish) error {
-	if err := fin.check(key); err != nil {
+func (f *Firestore) Finish(ctx context.Context, id string, fin Finish) error {
+	if err := fin.check(id); err != nil {
 		return fmt.Errorf("ledger.Finish: %w", err)
 	}
 	now := nowOr(fin.Now)
-	_, err := f.ref(key).Update(ctx, []firestore.Update{
+	updates := []firestore.Update{
 		{Path: "state", Value: string(fin.State)},
 		{Path: "gmail_message_id", Value: orDelete(fin.GmailMessageID)},
 		{Path: "gmail_thread_id", Value: orDelete(fin.GmailThreadID)},
@@ -171,7 +174,13 @@ func (f *Firestore) Finish(ctx context.Context, key string, fin Finish) error {
 		{Path: "lease_until", Value: firestore.Delete},
 		{Path: "updated_at", Value: now},
 		{Path: ExpireAtField, Value: norm(now.Add(TTL))},
-	})
+	}
+	if fin.MaybeDuplicate {
+		// Only ever set: a false must keep what MarkAmbiguous or a
+		// takeover recorded, and a blind write cannot read it.
+		updates = append(updates, firestore.Update{Path: "maybe_duplicate", Value: true})
+	}
+	_, err := f.ref(id).Update(ctx, updates)
 	if err != nil {
 		return wrap("ledger.Finish", err)
 	}
@@ -181,12 +190,12 @@ func (f *Firestore) Finish(ctx context.Context, key string, fin Finish) error {
 
 // Release implements Store. It reads first so that it never reopens a
 // record that another delivery has finished meanwhile.
-func (f *Firestore) Release(ctx context.Context, key, errorCode, errorMessage string, now time.Time) error {
-	if err := checkKey(key); err != nil {
+func (f *Firestore) Release(ctx context.Context, id, errorCode, errorMessage string, now time.Time) error {
+	if err := checkID(id); err != nil {
 		return fmt.Errorf("ledger.Release: %w", err)
 	}
 	now = nowOr(now)
-	err := f.modify(ctx, key, func(cur *Record) []firestore.Update {
+	err := f.modify(ctx, id, func(cur *Record) []firestore.Update {
 		if cur.State != StateSending {
 			return nil
 		}
@@ -207,12 +216,12 @@ func (f *Firestore) Release(ctx context.Context, key, errorCode, errorMessage st
 // MarkAmbiguous implements Store with one blind update. On a record another
 // delivery has finished meanwhile the flag is still true: this delivery's
 // body may have reached Gmail too.
-func (f *Firestore) MarkAmbiguous(ctx context.Context, key string, now time.Time) error {
-	if err := checkKey(key); err != nil {
+func (f *Firestore) MarkAmbiguous(ctx context.Context, id string, now time.Time) error {
+	if err := checkID(id); err != nil {
 		return fmt.Errorf("ledger.MarkAmbiguous: %w", err)
 	}
 	now = nowOr(now)
-	_, err := f.ref(key).Update(ctx, []firestore.Update{
+	_, err := f.ref(id).Update(ctx, []firestore.Update{
 		{Path: "maybe_duplicate", Value: true},
 		{Path: "updated_at", Value: now},
 		{Path: ExpireAtField, Value: norm(now.Add(TTL))},
@@ -225,11 +234,11 @@ func (f *Firestore) MarkAmbiguous(ctx context.Context, key string, now time.Time
 }
 
 // Get implements Store.
-func (f *Firestore) Get(ctx context.Context, key string) (*Record, error) {
-	if err := checkKey(key); err != nil {
+func (f *Firestore) Get(ctx context.Context, id string) (*Record, error) {
+	if err := checkID(id); err != nil {
 		return nil, fmt.Errorf("ledger.Get: %w", err)
 	}
-	snap, err := f.ref(key).Get(ctx)
+	snap, err := f.ref(id).Get(ctx)
 	f.stats.Read(1)
 	if err != nil {
 		return nil, wrap("ledger.Get", err)
@@ -254,12 +263,15 @@ func decode(snap *firestore.DocumentSnapshot) (*Record, error) {
 func allFields(r *Record) []firestore.Update {
 	return []firestore.Update{
 		{Path: "key", Value: r.Key},
+		{Path: "app", Value: r.App},
 		{Path: "state", Value: string(r.State)},
 		{Path: "account", Value: orDelete(r.Account)},
+		{Path: "fingerprint", Value: orDelete(r.Fingerprint)},
 		{Path: "pubsub_message_id", Value: orDelete(r.PubSubMessageID)},
 		{Path: "gmail_message_id", Value: orDelete(r.GmailMessageID)},
 		{Path: "gmail_thread_id", Value: orDelete(r.GmailThreadID)},
 		{Path: "attempts", Value: r.Attempts},
+		{Path: "lapsed", Value: intOrDelete(r.Lapsed)},
 		{Path: "error_code", Value: orDelete(r.ErrorCode)},
 		{Path: "error_message", Value: orDelete(r.ErrorMessage)},
 		{Path: "lease_until", Value: timeOrDelete(r.LeaseUntil)},
@@ -275,6 +287,13 @@ func timeOrDelete(t time.Time) any {
 		return firestore.Delete
 	}
 	return t
+}
+
+func intOrDelete(n int) any {
+	if n == 0 {
+		return firestore.Delete
+	}
+	return n
 }
 
 func boolOrDelete(b bool) any {

@@ -33,9 +33,9 @@ func TestFirestoreDocumentLayout(t *testing.T) {
 	const key = "tenant/7/order-42"
 	claim(t, s, key, t0)
 
-	snap, err := c.Collection(ledger.Collection).Doc(ledger.DocID(key)).Get(ctx)
+	snap, err := c.Collection(ledger.Collection).Doc(ledger.DocID(id(key))).Get(ctx)
 	if err != nil {
-		t.Fatalf("the record is not at %s/%s: %v", ledger.Collection, ledger.DocID(key), err)
+		t.Fatalf("the record is not at %s/%s: %v", ledger.Collection, ledger.DocID(id(key)), err)
 	}
 	data := snap.Data()
 	if got, ok := data[ledger.ExpireAtField].(time.Time); !ok || !got.Equal(us(t0.Add(ledger.TTL))) {
@@ -47,10 +47,10 @@ func TestFirestoreDocumentLayout(t *testing.T) {
 		}
 	}
 
-	if err := s.Finish(ctx, key, ledger.Finish{State: ledger.StateSent, GmailMessageID: "g1", Now: t0}); err != nil {
+	if err := s.Finish(ctx, id(key), ledger.Finish{State: ledger.StateSent, GmailMessageID: "g1", Now: t0}); err != nil {
 		t.Fatal(err)
 	}
-	snap, err = c.Collection(ledger.Collection).Doc(ledger.DocID(key)).Get(ctx)
+	snap, err = c.Collection(ledger.Collection).Doc(ledger.DocID(id(key))).Get(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,10 +65,17 @@ func TestFirestoreDocumentLayout(t *testing.T) {
 	}
 }
 
+// TestDocIDIsSHA256Hex pins the scope's encoding and its hash: every record
+// is found by exactly these strings.
 func TestDocIDIsSHA256Hex(t *testing.T) {
 	t.Parallel()
-	if got, want := ledger.DocID("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"; got != want {
-		t.Fatalf("DocID(abc) = %s, want %s", got, want)
+	s := ledger.Scope{Account: " Alice@Example.COM", Key: "abc"}
+	if got, want := s.ID(), "7:default,17:alice@example.com,3:abc,"; got != want {
+		t.Fatalf("ID = %q, want %q", got, want)
+	}
+	// printf '7:default,17:alice@example.com,3:abc,' | sha256sum
+	if got, want := ledger.DocID(s.ID()), "05ed13de883d79e89f559f74fda227d14278bbe5c21bf3f026724586e01df9a4"; got != want {
+		t.Fatalf("DocID = %s, want %s", got, want)
 	}
 }
 
@@ -109,14 +116,14 @@ func failingClient(t *testing.T, code codes.Code) *firestore.Client {
 func TestFirestoreMapsGRPCCodes(t *testing.T) {
 	t.Parallel()
 	claimOp := func(ctx context.Context, s *ledger.Firestore) error {
-		_, _, err := s.Claim(ctx, "k", ledger.ClaimRequest{Lease: lease, Now: t0})
+		_, _, err := s.Claim(ctx, id("k"), ledger.ClaimRequest{Lease: lease, Now: t0})
 		return err
 	}
 	finishOp := func(ctx context.Context, s *ledger.Firestore) error {
-		return s.Finish(ctx, "k", ledger.Finish{State: ledger.StateSent, Now: t0})
+		return s.Finish(ctx, id("k"), ledger.Finish{State: ledger.StateSent, Now: t0})
 	}
 	ambiguousOp := func(ctx context.Context, s *ledger.Firestore) error {
-		return s.MarkAmbiguous(ctx, "k", t0)
+		return s.MarkAmbiguous(ctx, id("k"), t0)
 	}
 	for _, tc := range []struct {
 		name string

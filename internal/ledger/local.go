@@ -24,7 +24,9 @@ import (
 // keys it has sent.
 //
 // The journal is JSON lines, one {"id":DocID,"rec":Record} per change, the
-// last line of an ID winning. A change costs one append rather than a rewrite
+// last line of an ID winning. Appends are not synced, but each is a write(2)
+// into the page cache, which a killed process (kill -9, OOM) cannot take
+// back: only the machine's own crash can lose the last changes. A change costs one append rather than a rewrite
 // of every record, which made the ledger, not the sender, the limit of make
 // dev. Appends are not synced: a crash may lose the last changes, which a dev
 // server can afford, but never earlier ones, since each line is one write(2)
@@ -45,7 +47,7 @@ type Local struct {
 	stats storeops.Counters
 
 	mu   sync.Mutex
-	recs map[string]*Record // by DocID
+	recs map[string]*Record // by DocID of the record's Scope.ID
 	// f is the journal, open for appending; nil when the last compaction
 	// could not reopen it or the store is closed.
 	f *os.File
@@ -61,9 +63,9 @@ type Local struct {
 
 var _ Store = (*Local)(nil)
 
-// journalLine is one line of the journal. ID is redundant with Rec.Key; it
-// is checked on load so that a line edited by hand cannot file a record
-// under another key's ID.
+// journalLine is one line of the journal. ID is redundant with the record's
+// scope; it is checked on load so that a line edited by hand cannot file a
+// record under another request's ID.
 type journalLine struct {
 	ID  string  `json:"id"`
 	Rec *Record `json:"rec"`
@@ -129,7 +131,7 @@ func (l *Local) load(b []byte) (clean bool, err error) {
 			if r == nil || r.Key == "" || r.expired(now) {
 				continue
 			}
-			l.recs[DocID(r.Key)] = r
+			l.recs[DocID(unscoped(r).Scope().ID())] = r
 		}
 		return false, nil
 	}
@@ -145,6 +147,13 @@ func (l *Local) load(b []byte) (clean bool, err error) {
 		}
 		var jl journalLine
 		err := json.Unmarshal(line, &jl)
+		if err == nil && jl.legacy() {
+			// Written before idempotency was scoped: filed again under
+			// its scope, which the compaction that follows writes down.
+			unscoped(jl.Rec)
+			jl.ID = DocID(jl.Rec.Scope().ID())
+			clean = false
+		}
 		if err == nil {
 			err = jl.check()
 		}
@@ -199,10 +208,30 @@ func (jl *journalLine) check() error {
 		return errors.New("no record")
 	case jl.Rec.Key == "":
 		return errors.New("record without a key")
-	case jl.ID != DocID(jl.Rec.Key):
-		return fmt.Errorf("id %q is not the DocID of key %q", jl.ID, jl.Rec.Key)
+	case jl.ID != DocID(jl.Rec.Scope().ID()):
+		return fmt.Errorf("id %q is not the DocID of the scope (%q, %q, %q)", jl.ID, jl.Rec.App, jl.Rec.Account, jl.Rec.Key)
 	}
 	return nil
+}
+
+// legacy reports whether the line was written before idempotency was
+// scoped by app and account: its record has no app, and its ID is the hash
+// of the bare key.
+func (jl *journalLine) legacy() bool {
+	return jl.Rec != nil && jl.Rec.App == "" && jl.Rec.Key != "" && jl.ID == legacyDocID(jl.Rec.Key)
+}
+
+// legacyDocID is the document ID before scoping: hex(sha256(key)).
+func legacyDocID(key string) string { return Fingerprint([]byte(key)) }
+
+// unscoped gives a record from before scoping the scope its request had:
+// the default app and its account, normalised. It changes r in place.
+func unscoped(r *Record) *Record {
+	if r.App == "" {
+		s := r.Scope().normalized()
+		r.App, r.Account = s.App, s.Account
+	}
+	return r
 }
 
 // open opens the journal for appending. Callers have just read or written
@@ -232,9 +261,9 @@ func (l *Local) compact(now time.Time) error {
 			ids = append(ids, id)
 		}
 	}
-	// Sorted by key, so that compacting an unchanged ledger writes the same
-	// bytes.
-	slices.SortFunc(ids, func(a, b string) int { return cmp.Compare(l.recs[a].Key, l.recs[b].Key) })
+	// Sorted by key, then ID (scopes may share a key), so that compacting
+	// an unchanged ledger writes the same bytes.
+	slices.SortFunc(ids, func(a, b string) int { return cmp.Or(cmp.Compare(l.recs[a].Key, l.recs[b].Key), cmp.Compare(a, b)) })
 	var out bytes.Buffer
 	enc := json.NewEncoder(&out)
 	for _, id := range ids {
@@ -281,28 +310,29 @@ func (l *Local) Close() error {
 func (l *Local) Stats() Stats { return l.stats.Snapshot() }
 
 // Claim implements Store.
-func (l *Local) Claim(ctx context.Context, key string, c ClaimRequest) (*Record, ClaimOutcome, error) {
-	if err := c.check(key); err != nil {
+func (l *Local) Claim(ctx context.Context, id string, c ClaimRequest) (*Record, ClaimOutcome, error) {
+	scope, err := c.check(id)
+	if err != nil {
 		return nil, 0, fmt.Errorf("ledger.Claim: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, fmt.Errorf("ledger.Claim: %w", err)
 	}
 	now := nowOr(c.Now)
-	id := DocID(key)
+	doc := DocID(id)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cur := l.recs[id]
+	cur := l.recs[doc]
 	if cur != nil {
 		l.stats.Read(1)
 	}
-	rec, out, write, err := decide(cur, key, c, now)
+	rec, out, write, err := decide(cur, scope, c, now)
 	if err != nil {
 		return nil, 0, fmt.Errorf("ledger.Claim: %w", err)
 	}
 	if write {
-		if err := l.put(id, rec); err != nil {
+		if err := l.put(doc, rec); err != nil {
 			return nil, 0, fmt.Errorf("ledger.Claim: %w", err)
 		}
 	}
@@ -310,21 +340,21 @@ func (l *Local) Claim(ctx context.Context, key string, c ClaimRequest) (*Record,
 }
 
 // Finish implements Store.
-func (l *Local) Finish(ctx context.Context, key string, fin Finish) error {
-	if err := fin.check(key); err != nil {
+func (l *Local) Finish(ctx context.Context, id string, fin Finish) error {
+	if err := fin.check(id); err != nil {
 		return fmt.Errorf("ledger.Finish: %w", err)
 	}
-	return l.update(ctx, "ledger.Finish", key, false, func(cur *Record) *Record {
+	return l.update(ctx, "ledger.Finish", id, false, func(cur *Record) *Record {
 		return finished(cur, fin, nowOr(fin.Now))
 	})
 }
 
 // Release implements Store.
-func (l *Local) Release(ctx context.Context, key, errorCode, errorMessage string, now time.Time) error {
-	if err := checkKey(key); err != nil {
+func (l *Local) Release(ctx context.Context, id, errorCode, errorMessage string, now time.Time) error {
+	if err := checkID(id); err != nil {
 		return fmt.Errorf("ledger.Release: %w", err)
 	}
-	return l.update(ctx, "ledger.Release", key, true, func(cur *Record) *Record {
+	return l.update(ctx, "ledger.Release", id, true, func(cur *Record) *Record {
 		if cur.State != StateSending {
 			return nil
 		}
@@ -333,18 +363,18 @@ func (l *Local) Release(ctx context.Context, key, errorCode, errorMessage string
 }
 
 // MarkAmbiguous implements Store.
-func (l *Local) MarkAmbiguous(ctx context.Context, key string, now time.Time) error {
-	if err := checkKey(key); err != nil {
+func (l *Local) MarkAmbiguous(ctx context.Context, id string, now time.Time) error {
+	if err := checkID(id); err != nil {
 		return fmt.Errorf("ledger.MarkAmbiguous: %w", err)
 	}
-	return l.update(ctx, "ledger.MarkAmbiguous", key, false, func(cur *Record) *Record {
+	return l.update(ctx, "ledger.MarkAmbiguous", id, false, func(cur *Record) *Record {
 		return ambiguous(cur, nowOr(now))
 	})
 }
 
 // Get implements Store.
-func (l *Local) Get(ctx context.Context, key string) (*Record, error) {
-	if err := checkKey(key); err != nil {
+func (l *Local) Get(ctx context.Context, id string) (*Record, error) {
+	if err := checkID(id); err != nil {
 		return nil, fmt.Errorf("ledger.Get: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -353,7 +383,7 @@ func (l *Local) Get(ctx context.Context, key string) (*Record, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stats.Read(1)
-	cur := l.recs[DocID(key)]
+	cur := l.recs[DocID(id)]
 	if cur == nil {
 		return nil, fmt.Errorf("ledger.Get: %w", ErrNotFound)
 	}
@@ -363,17 +393,17 @@ func (l *Local) Get(ctx context.Context, key string) (*Record, error) {
 // update applies change to the key's record; change returns nil to write
 // nothing. counted says whether the Firestore twin reads before writing, so
 // that both stores report the same Stats.
-func (l *Local) update(ctx context.Context, op, key string, counted bool, change func(*Record) *Record) error {
+func (l *Local) update(ctx context.Context, op, id string, counted bool, change func(*Record) *Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	id := DocID(key)
+	doc := DocID(id)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if counted {
 		l.stats.Read(1)
 	}
-	cur := l.recs[id]
+	cur := l.recs[doc]
 	if cur == nil {
 		return fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
@@ -381,7 +411,7 @@ func (l *Local) update(ctx context.Context, op, key string, counted bool, change
 	if next == nil {
 		return nil
 	}
-	if err := l.put(id, next); err != nil {
+	if err := l.put(doc, next); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil

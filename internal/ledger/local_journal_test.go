@@ -37,7 +37,7 @@ func journal(t *testing.T, path string) []*ledger.Record {
 		if err := json.Unmarshal(line, &jl); err != nil {
 			t.Fatalf("%s:%d: %v: %q", path, i+1, err, line)
 		}
-		if jl.Rec == nil || jl.ID != ledger.DocID(jl.Rec.Key) {
+		if jl.Rec == nil || jl.ID != ledger.DocID(jl.Rec.Scope().ID()) {
 			t.Fatalf("%s:%d: not a journal line: %q", path, i+1, line)
 		}
 		recs = append(recs, jl.Rec)
@@ -66,7 +66,7 @@ func openLocal(t *testing.T, path string) *ledger.Local {
 
 func finish(t *testing.T, l ledger.Store, key string, now time.Time) {
 	t.Helper()
-	if err := l.Finish(context.Background(), key, ledger.Finish{State: ledger.StateSent, GmailMessageID: "g-" + key, Now: now}); err != nil {
+	if err := l.Finish(context.Background(), id(key), ledger.Finish{State: ledger.StateSent, GmailMessageID: "g-" + key, Now: now}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -173,9 +173,9 @@ func TestLocalRejectsCorruptMiddleLine(t *testing.T) {
 	for name, corrupt := range map[string]func(line string) string{
 		"garbage": func(string) string { return "{garbage}" },
 		"wrong id": func(line string) string {
-			return strings.Replace(line, `"id":"`+ledger.DocID("b"), `"id":"`+ledger.DocID("x"), 1)
+			return strings.Replace(line, `"id":"`+ledger.DocID(id("b")), `"id":"`+ledger.DocID(id("x")), 1)
 		},
-		"no record": func(string) string { return `{"id":"` + ledger.DocID("b") + `"}` },
+		"no record": func(string) string { return `{"id":"` + ledger.DocID(id("b")) + `"}` },
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -208,12 +208,13 @@ func TestLocalMigratesLegacyFile(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sends.json")
 	now := time.Now().UTC().Truncate(time.Microsecond)
+	// Written before scoping: no app, and an account in any case.
 	sent := &ledger.Record{
-		Key: "order/1", State: ledger.StateSent, Account: "alice@example.com", GmailMessageID: "g1",
+		Key: "order/1", State: ledger.StateSent, Account: "Alice@Example.com", GmailMessageID: "g1",
 		Attempts: 2, MaybeDuplicate: true, CreatedAt: now, UpdatedAt: now, ExpireAt: now.Add(ledger.TTL),
 	}
 	sending := &ledger.Record{
-		Key: "order/2", State: ledger.StateSending, Attempts: 1, LeaseUntil: now.Add(time.Hour),
+		Key: "order/2", State: ledger.StateSending, Account: "alice@example.com", Attempts: 1, LeaseUntil: now.Add(time.Hour),
 		CreatedAt: now, UpdatedAt: now, ExpireAt: now.Add(ledger.TTL),
 	}
 	stale := &ledger.Record{Key: "old", State: ledger.StateSent, CreatedAt: now, UpdatedAt: now, ExpireAt: now.Add(-time.Hour)}
@@ -224,11 +225,15 @@ func TestLocalMigratesLegacyFile(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Migrated into the default app, under the normalised account.
+	wantSent, wantSending := *sent, *sending
+	wantSent.App, wantSent.Account = ledger.DefaultApp, "alice@example.com"
+	wantSending.App = ledger.DefaultApp
 
 	l := openLocal(t, path)
-	sameRecord(t, "migrated order/1", get(t, l, "order/1"), sent)
-	sameRecord(t, "migrated order/2", get(t, l, "order/2"), sending)
-	if _, err := l.Get(context.Background(), "old"); !errors.Is(err, ledger.ErrNotFound) {
+	sameRecord(t, "migrated order/1", get(t, l, "order/1"), &wantSent)
+	sameRecord(t, "migrated order/2", get(t, l, "order/2"), &wantSending)
+	if _, err := l.Get(context.Background(), id("old")); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("Get(old) after migration: err = %v, want ErrNotFound", err)
 	}
 	if recs := journal(t, path); len(recs) != 2 {
@@ -244,8 +249,51 @@ func TestLocalMigratesLegacyFile(t *testing.T) {
 
 	finish(t, l, "order/2", now)
 	reopened := openLocal(t, path)
-	sameRecord(t, "reopened order/1", get(t, reopened, "order/1"), sent)
+	sameRecord(t, "reopened order/1", get(t, reopened, "order/1"), &wantSent)
 	sameRecord(t, "reopened order/2", get(t, reopened, "order/2"), get(t, l, "order/2"))
+}
+
+// TestLocalMigratesUnscopedJournal: a journal written before idempotency was
+// scoped files each record under hex(sha256(key)) and has no app. It loads
+// into the default app under the record's account, and is rewritten with
+// scoped IDs; a line that claims another key's old ID is still corruption.
+func TestLocalMigratesUnscopedJournal(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	old := func(key, account string) string {
+		rec := &ledger.Record{Key: key, State: ledger.StateSent, Account: account, GmailMessageID: "g-" + key, Attempts: 1,
+			CreatedAt: now, UpdatedAt: now, ExpireAt: now.Add(ledger.TTL)}
+		b, err := json.Marshal(map[string]any{"id": ledger.Fingerprint([]byte(key)), "rec": rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b) + "\n"
+	}
+	path := filepath.Join(t.TempDir(), "sends.json")
+	if err := os.WriteFile(path, []byte(old("a", "Alice@Example.com")+old("b", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := openLocal(t, path)
+	if rec := get(t, l, "a"); rec.App != ledger.DefaultApp || rec.Account != "alice@example.com" || rec.GmailMessageID != "g-a" {
+		t.Errorf("migrated a = %+v; want app default, account alice@example.com", rec)
+	}
+	if rec, err := l.Get(context.Background(), ledger.Scope{Key: "b"}.ID()); err != nil || rec.GmailMessageID != "g-b" {
+		t.Errorf("migrated b (no account) = %+v, %v", rec, err)
+	}
+	_, out := claim(t, l, "a", now.Add(time.Second))
+	wantOutcome(t, out, ledger.ClaimDone)
+	if recs := journal(t, path); len(recs) != 2 {
+		t.Fatalf("rewritten journal holds %d records, want 2", len(recs))
+	}
+
+	forged := strings.Replace(old("a", ""), ledger.Fingerprint([]byte("a")), ledger.Fingerprint([]byte("x")), 1)
+	bad := filepath.Join(t.TempDir(), "sends.json")
+	if err := os.WriteFile(bad, []byte(forged+old("b", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.NewLocal(bad); err == nil {
+		t.Fatal("NewLocal accepted an unscoped line filed under another key's ID")
+	}
 }
 
 func TestLocalCompactsJournal(t *testing.T) {
@@ -259,7 +307,7 @@ func TestLocalCompactsJournal(t *testing.T) {
 	claim(t, l, "k", now)
 	maxLines, writes := 0, 2
 	for range 1500 {
-		if err := l.MarkAmbiguous(ctx, "k", now); err != nil {
+		if err := l.MarkAmbiguous(ctx, id("k"), now); err != nil {
 			t.Fatal(err)
 		}
 		writes++
@@ -277,7 +325,7 @@ func TestLocalCompactsJournal(t *testing.T) {
 			t.Fatal("compaction kept the expired record")
 		}
 	}
-	if _, err := l.Get(ctx, "stale"); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := l.Get(ctx, id("stale")); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("Get(stale) after compaction: err = %v, want ErrNotFound: memory must not keep what the disk dropped", err)
 	}
 	want := get(t, l, "k")
@@ -302,10 +350,10 @@ func TestLocalAppendFailureIsUnavailableAndUndone(t *testing.T) {
 	if err := ledger.BreakJournal(l); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := l.Claim(ctx, "b", ledger.ClaimRequest{Lease: lease, Now: now}); !errors.Is(err, ledger.ErrUnavailable) {
+	if _, _, err := l.Claim(ctx, id("b"), ledger.ClaimRequest{Lease: lease, Now: now}); !errors.Is(err, ledger.ErrUnavailable) {
 		t.Fatalf("Claim with a broken journal: err = %v, want ErrUnavailable", err)
 	}
-	if _, err := l.Get(ctx, "b"); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := l.Get(ctx, id("b")); !errors.Is(err, ledger.ErrNotFound) {
 		t.Fatalf("Get(b) after a failed append: err = %v, want ErrNotFound: the claim must be undone in memory", err)
 	}
 
@@ -317,7 +365,7 @@ func TestLocalAppendFailureIsUnavailableAndUndone(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Finish(ctx, "a", ledger.Finish{State: ledger.StateSent, Now: now}); !errors.Is(err, ledger.ErrUnavailable) {
+	if err := l.Finish(ctx, id("a"), ledger.Finish{State: ledger.StateSent, Now: now}); !errors.Is(err, ledger.ErrUnavailable) {
 		t.Fatalf("Finish with an unwritable journal: err = %v, want ErrUnavailable", err)
 	}
 	sameRecord(t, "a after a failed Finish", get(t, l, "a"), before)
@@ -360,10 +408,10 @@ func TestLocalClose(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := l.Claim(context.Background(), "b", ledger.ClaimRequest{Lease: lease}); !errors.Is(err, ledger.ErrUnavailable) {
+	if _, _, err := l.Claim(context.Background(), id("b"), ledger.ClaimRequest{Lease: lease}); !errors.Is(err, ledger.ErrUnavailable) {
 		t.Fatalf("Claim after Close: err = %v, want ErrUnavailable", err)
 	}
-	if _, err := l.Get(context.Background(), "b"); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := l.Get(context.Background(), id("b")); !errors.Is(err, ledger.ErrNotFound) {
 		t.Fatalf("Get(b) after a Claim on a closed store: err = %v, want ErrNotFound", err)
 	}
 	if err := l.Close(); err != nil {

@@ -35,11 +35,11 @@ func TestLocalPersistsAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	claim(t, l, "sent", now)
-	if err := l.Finish(ctx, "sent", ledger.Finish{State: ledger.StateSent, GmailMessageID: "g1", GmailThreadID: "t1", Now: now}); err != nil {
+	if err := l.Finish(ctx, id("sent"), ledger.Finish{State: ledger.StateSent, GmailMessageID: "g1", GmailThreadID: "t1", Now: now}); err != nil {
 		t.Fatal(err)
 	}
 	claim(t, l, "ambiguous/key", now)
-	if err := l.MarkAmbiguous(ctx, "ambiguous/key", now); err != nil {
+	if err := l.MarkAmbiguous(ctx, id("ambiguous/key"), now); err != nil {
 		t.Fatal(err)
 	}
 	claim(t, l, "stale", now.Add(-ledger.TTL-time.Hour))
@@ -67,7 +67,7 @@ func TestLocalPersistsAcrossReopen(t *testing.T) {
 	for key, rec := range want {
 		sameRecord(t, "reopened "+key, get(t, reopened, key), rec)
 	}
-	if _, err := reopened.Get(ctx, "stale"); !errors.Is(err, ledger.ErrNotFound) {
+	if _, err := reopened.Get(ctx, id("stale")); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("Get(stale) after reopen: err = %v, want ErrNotFound: expired records are dropped on load", err)
 	}
 	_, out := claim(t, reopened, "sent", now.Add(time.Second))
@@ -104,7 +104,7 @@ func TestLocalHonoursCanceledContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, _, err := l.Claim(ctx, "k", ledger.ClaimRequest{Lease: lease, Now: t0}); !errors.Is(err, context.Canceled) {
+	if _, _, err := l.Claim(ctx, id("k"), ledger.ClaimRequest{Lease: lease, Now: t0}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Claim with a canceled context: err = %v, want context.Canceled", err)
 	}
 }

@@ -26,9 +26,13 @@ const lease = time.Minute
 
 func us(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 
+// id is the ledger ID of key sent by alice in the default app, the scope
+// most tests need.
+func id(key string) string { return ledger.Scope{Account: "alice@example.com", Key: key}.ID() }
+
 func claim(t *testing.T, s ledger.Store, key string, now time.Time) (*ledger.Record, ledger.ClaimOutcome) {
 	t.Helper()
-	rec, out, err := s.Claim(context.Background(), key, ledger.ClaimRequest{
+	rec, out, err := s.Claim(context.Background(), id(key), ledger.ClaimRequest{
 		Account: "alice@example.com", PubSubMessageID: "m-" + now.Format(time.RFC3339Nano), Lease: lease, Now: now,
 	})
 	if err != nil {
@@ -39,7 +43,7 @@ func claim(t *testing.T, s ledger.Store, key string, now time.Time) (*ledger.Rec
 
 func get(t *testing.T, s ledger.Store, key string) *ledger.Record {
 	t.Helper()
-	rec, err := s.Get(context.Background(), key)
+	rec, err := s.Get(context.Background(), id(key))
 	if err != nil {
 		t.Fatalf("Get(%q): %v", key, err)
 	}
@@ -68,13 +72,13 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 	t.Run("ClaimNew", func(t *testing.T) {
 		t.Parallel()
 		s := open(t)
-		rec, out, err := s.Claim(ctx, "order/42", ledger.ClaimRequest{Account: "alice@example.com", PubSubMessageID: "p1", Lease: lease, Now: t0})
+		rec, out, err := s.Claim(ctx, id("order/42"), ledger.ClaimRequest{Account: "alice@example.com", PubSubMessageID: "p1", Lease: lease, Now: t0})
 		if err != nil {
 			t.Fatal(err)
 		}
 		wantOutcome(t, out, ledger.ClaimNew)
 		want := &ledger.Record{
-			Key: "order/42", State: ledger.StateSending, Account: "alice@example.com", PubSubMessageID: "p1",
+			Key: "order/42", App: ledger.DefaultApp, State: ledger.StateSending, Account: "alice@example.com", PubSubMessageID: "p1",
 			Attempts: 1, LeaseUntil: us(t0.Add(lease)), CreatedAt: us(t0), UpdatedAt: us(t0), ExpireAt: us(t0.Add(ledger.TTL)),
 		}
 		sameRecord(t, "Claim result", rec, want)
@@ -102,6 +106,9 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		wantOutcome(t, out, ledger.ClaimTakeover)
 		want := *first
 		want.Attempts = 2
+		// Nothing released the lease: its holder may have died mid-send.
+		want.MaybeDuplicate = true
+		want.Lapsed = 1
 		want.LeaseUntil = us(at.Add(lease))
 		want.UpdatedAt = us(at)
 		want.ExpireAt = us(at.Add(ledger.TTL))
@@ -127,7 +134,7 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 				first, _ := claim(t, s, "k", t0)
 				fin := tc.fin
 				fin.Now = t0.Add(2 * time.Second)
-				if err := s.Finish(ctx, "k", fin); err != nil {
+				if err := s.Finish(ctx, id("k"), fin); err != nil {
 					t.Fatal(err)
 				}
 				want := *first
@@ -153,11 +160,11 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		t.Parallel()
 		s := open(t)
 		claim(t, s, "k", t0)
-		if err := s.Release(ctx, "k", "rate_limited", "User-rate limit exceeded", t0.Add(time.Second)); err != nil {
+		if err := s.Release(ctx, id("k"), "rate_limited", "User-rate limit exceeded", t0.Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		claim(t, s, "k", t0.Add(2*time.Second))
-		if err := s.Finish(ctx, "k", ledger.Finish{State: ledger.StateSent, GmailMessageID: "g", Now: t0.Add(3 * time.Second)}); err != nil {
+		if err := s.Finish(ctx, id("k"), ledger.Finish{State: ledger.StateSent, GmailMessageID: "g", Now: t0.Add(3 * time.Second)}); err != nil {
 			t.Fatal(err)
 		}
 		rec := get(t, s, "k")
@@ -171,7 +178,7 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		s := open(t)
 		first, _ := claim(t, s, "k", t0)
 		rel := t0.Add(time.Second)
-		if err := s.Release(ctx, "k", "gmail_error", "503 backend error", rel); err != nil {
+		if err := s.Release(ctx, id("k"), "gmail_error", "503 backend error", rel); err != nil {
 			t.Fatal(err)
 		}
 		want := *first
@@ -185,8 +192,8 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		at := t0.Add(2 * time.Second)
 		rec, out := claim(t, s, "k", at)
 		wantOutcome(t, out, ledger.ClaimTakeover)
-		if rec.Attempts != 2 || !rec.LeaseUntil.Equal(us(at.Add(lease))) || rec.State != ledger.StateSending {
-			t.Fatalf("takeover after release = %+v; want attempts 2, sending, lease until %v", rec, us(at.Add(lease)))
+		if rec.Attempts != 2 || !rec.LeaseUntil.Equal(us(at.Add(lease))) || rec.State != ledger.StateSending || rec.MaybeDuplicate || rec.Lapsed != 0 {
+			t.Fatalf("takeover after release = %+v; want attempts 2, sending, lease until %v, no maybe_duplicate", rec, us(at.Add(lease)))
 		}
 	})
 
@@ -194,11 +201,11 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		t.Parallel()
 		s := open(t)
 		claim(t, s, "k", t0)
-		if err := s.Finish(ctx, "k", ledger.Finish{State: ledger.StateSent, GmailMessageID: "g", Now: t0}); err != nil {
+		if err := s.Finish(ctx, id("k"), ledger.Finish{State: ledger.StateSent, GmailMessageID: "g", Now: t0}); err != nil {
 			t.Fatal(err)
 		}
 		before := get(t, s, "k")
-		if err := s.Release(ctx, "k", "gmail_error", "late", t0.Add(time.Second)); err != nil {
+		if err := s.Release(ctx, id("k"), "gmail_error", "late", t0.Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		sameRecord(t, "record after late release", get(t, s, "k"), before)
@@ -211,7 +218,7 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		s := open(t)
 		first, _ := claim(t, s, "k", t0)
 		amb := t0.Add(time.Second)
-		if err := s.MarkAmbiguous(ctx, "k", amb); err != nil {
+		if err := s.MarkAmbiguous(ctx, id("k"), amb); err != nil {
 			t.Fatal(err)
 		}
 		want := *first
@@ -229,7 +236,7 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		if !rec.MaybeDuplicate || rec.Attempts != 2 {
 			t.Fatalf("takeover after ambiguity = %+v; want MaybeDuplicate and attempts 2", rec)
 		}
-		if err := s.Finish(ctx, "k", ledger.Finish{State: ledger.StateSent, GmailMessageID: "g2", Now: t0.Add(lease + time.Second)}); err != nil {
+		if err := s.Finish(ctx, id("k"), ledger.Finish{State: ledger.StateSent, GmailMessageID: "g2", Now: t0.Add(lease + time.Second)}); err != nil {
 			t.Fatal(err)
 		}
 		if rec := get(t, s, "k"); !rec.MaybeDuplicate || rec.State != ledger.StateSent {
@@ -241,10 +248,10 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		t.Parallel()
 		s := open(t)
 		claim(t, s, "k", t0)
-		if err := s.MarkAmbiguous(ctx, "k", t0); err != nil {
+		if err := s.MarkAmbiguous(ctx, id("k"), t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Finish(ctx, "k", ledger.Finish{State: ledger.StateSent, Now: t0}); err != nil {
+		if err := s.Finish(ctx, id("k"), ledger.Finish{State: ledger.StateSent, Now: t0}); err != nil {
 			t.Fatal(err)
 		}
 		_, out := claim(t, s, "k", t0.Add(ledger.TTL-time.Microsecond))
@@ -294,7 +301,7 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 			if _, out := claim(t, s, key, t0); out != ledger.ClaimNew {
 				t.Fatalf("Claim(%s) = %v, want new", key, out)
 			}
-			if err := s.Finish(ctx, key, ledger.Finish{State: ledger.StateSent, GmailMessageID: "g", Now: t0}); err != nil {
+			if err := s.Finish(ctx, id(key), ledger.Finish{State: ledger.StateSent, GmailMessageID: "g", Now: t0}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -328,10 +335,10 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		t.Parallel()
 		s := open(t)
 		for name, call := range map[string]func() error{
-			"Get":           func() error { _, err := s.Get(ctx, "nope"); return err },
-			"Finish":        func() error { return s.Finish(ctx, "nope", ledger.Finish{State: ledger.StateSent, Now: t0}) },
-			"Release":       func() error { return s.Release(ctx, "nope", "c", "m", t0) },
-			"MarkAmbiguous": func() error { return s.MarkAmbiguous(ctx, "nope", t0) },
+			"Get":           func() error { _, err := s.Get(ctx, id("nope")); return err },
+			"Finish":        func() error { return s.Finish(ctx, id("nope"), ledger.Finish{State: ledger.StateSent, Now: t0}) },
+			"Release":       func() error { return s.Release(ctx, id("nope"), "c", "m", t0) },
+			"MarkAmbiguous": func() error { return s.MarkAmbiguous(ctx, id("nope"), t0) },
 		} {
 			if err := call(); !errors.Is(err, ledger.ErrNotFound) {
 				t.Errorf("%s on a missing key: err = %v, want ErrNotFound", name, err)
@@ -346,11 +353,20 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		t.Parallel()
 		s := open(t)
 		for name, call := range map[string]func() error{
-			"Claim empty key":     func() error { _, _, err := s.Claim(ctx, "", ledger.ClaimRequest{Lease: lease, Now: t0}); return err },
-			"Claim zero lease":    func() error { _, _, err := s.Claim(ctx, "k", ledger.ClaimRequest{Now: t0}); return err },
-			"Claim negative":      func() error { _, _, err := s.Claim(ctx, "k", ledger.ClaimRequest{Lease: -lease, Now: t0}); return err },
-			"Finish sending":      func() error { return s.Finish(ctx, "k", ledger.Finish{State: ledger.StateSending, Now: t0}) },
-			"Finish empty state":  func() error { return s.Finish(ctx, "k", ledger.Finish{Now: t0}) },
+			"Claim empty key":    func() error { _, _, err := s.Claim(ctx, "", ledger.ClaimRequest{Lease: lease, Now: t0}); return err },
+			"Claim unscoped key": func() error { _, _, err := s.Claim(ctx, "k", ledger.ClaimRequest{Lease: lease, Now: t0}); return err },
+			"Claim scoped empty": func() error {
+				_, _, err := s.Claim(ctx, id(""), ledger.ClaimRequest{Lease: lease, Now: t0})
+				return err
+			},
+			"Get unscoped key": func() error { _, err := s.Get(ctx, "k"); return err },
+			"Claim zero lease": func() error { _, _, err := s.Claim(ctx, id("k"), ledger.ClaimRequest{Now: t0}); return err },
+			"Claim negative": func() error {
+				_, _, err := s.Claim(ctx, id("k"), ledger.ClaimRequest{Lease: -lease, Now: t0})
+				return err
+			},
+			"Finish sending":      func() error { return s.Finish(ctx, id("k"), ledger.Finish{State: ledger.StateSending, Now: t0}) },
+			"Finish empty state":  func() error { return s.Finish(ctx, id("k"), ledger.Finish{Now: t0}) },
 			"Finish empty key":    func() error { return s.Finish(ctx, "", ledger.Finish{State: ledger.StateSent, Now: t0}) },
 			"Release empty key":   func() error { return s.Release(ctx, "", "c", "m", t0) },
 			"Ambiguous empty key": func() error { return s.MarkAmbiguous(ctx, "", t0) },
@@ -366,11 +382,151 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		}
 	})
 
+	t.Run("ScopesAreSeparate", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		scopes := []ledger.Scope{
+			{Account: "alice@example.com", Key: "order-42"},
+			{Account: "dan@example.org", Key: "order-42"},
+			{App: "billing", Account: "alice@example.com", Key: "order-42"},
+			{App: "crm", Account: "alice@example.com", Key: "order-42"},
+		}
+		for i, sc := range scopes {
+			rec, out, err := s.Claim(ctx, sc.ID(), ledger.ClaimRequest{PubSubMessageID: fmt.Sprint(i), Lease: lease, Now: t0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOutcome(t, out, ledger.ClaimNew)
+			want := sc
+			if want.App == "" {
+				want.App = ledger.DefaultApp
+			}
+			if rec.Scope() != want {
+				t.Fatalf("record scope = %+v, want %+v", rec.Scope(), want)
+			}
+			if err := s.Finish(ctx, sc.ID(), ledger.Finish{State: ledger.StateSent, GmailMessageID: fmt.Sprint("g", i), Now: t0}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, sc := range scopes {
+			rec, out, err := s.Claim(ctx, sc.ID(), ledger.ClaimRequest{Lease: lease, Now: t0.Add(time.Second)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOutcome(t, out, ledger.ClaimDone)
+			if want := fmt.Sprint("g", i); rec.GmailMessageID != want {
+				t.Errorf("duplicate of %+v answers Gmail ID %q, want its own %q", sc, rec.GmailMessageID, want)
+			}
+		}
+		// The account is compared normalised, the app and key exactly.
+		_, out, err := s.Claim(ctx, ledger.Scope{App: "default", Account: " ALICE@example.com", Key: "order-42"}.ID(), ledger.ClaimRequest{Lease: lease, Now: t0.Add(2 * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOutcome(t, out, ledger.ClaimDone)
+		_, out, err = s.Claim(ctx, ledger.Scope{App: "Billing", Account: "alice@example.com", Key: "order-42"}.ID(), ledger.ClaimRequest{Lease: lease, Now: t0.Add(2 * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOutcome(t, out, ledger.ClaimNew)
+	})
+
+	t.Run("FingerprintDecidesReuseOfAFailedKey", func(t *testing.T) {
+		t.Parallel()
+		cases := []struct {
+			name  string
+			fin   ledger.Finish
+			ambig bool // MarkAmbiguous before Finish
+			fp    string
+			want  ledger.ClaimOutcome
+		}{
+			{"permanent failure, other content", ledger.Finish{State: ledger.StateFailed, ErrorCode: "invalid_request", ErrorMessage: "bad base64"}, false, "fp-2", ledger.ClaimNew},
+			{"permanent failure, same content", ledger.Finish{State: ledger.StateFailed, ErrorCode: "invalid_request", ErrorMessage: "bad base64"}, false, "fp-1", ledger.ClaimDone},
+			{"permanent failure, no fingerprint", ledger.Finish{State: ledger.StateFailed, ErrorCode: "invalid_request"}, false, "", ledger.ClaimDone},
+			{"failure that may have sent", ledger.Finish{State: ledger.StateFailed, ErrorCode: "gmail_error", MaybeDuplicate: true}, false, "fp-2", ledger.ClaimDone},
+			{"failure after an ambiguous send", ledger.Finish{State: ledger.StateFailed, ErrorCode: "gmail_error"}, true, "fp-2", ledger.ClaimDone},
+			{"sent, other content", ledger.Finish{State: ledger.StateSent, GmailMessageID: "g1"}, false, "fp-2", ledger.ClaimDone},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				s := open(t)
+				if _, out, err := s.Claim(ctx, id("k"), ledger.ClaimRequest{PubSubMessageID: "p1", Fingerprint: "fp-1", Lease: lease, Now: t0}); err != nil || out != ledger.ClaimNew {
+					t.Fatalf("first Claim = %v, %v", out, err)
+				}
+				if c.ambig {
+					if err := s.MarkAmbiguous(ctx, id("k"), t0); err != nil {
+						t.Fatal(err)
+					}
+				}
+				fin := c.fin
+				fin.Now = t0.Add(time.Second)
+				if err := s.Finish(ctx, id("k"), fin); err != nil {
+					t.Fatal(err)
+				}
+				before := get(t, s, "k")
+				if c.fin.MaybeDuplicate && !before.MaybeDuplicate {
+					t.Fatalf("Finish with MaybeDuplicate left %+v", before)
+				}
+				at := t0.Add(2 * time.Second)
+				rec, out, err := s.Claim(ctx, id("k"), ledger.ClaimRequest{PubSubMessageID: "p2", Fingerprint: c.fp, Lease: lease, Now: at})
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantOutcome(t, out, c.want)
+				if c.want == ledger.ClaimDone {
+					sameRecord(t, "duplicate answer", rec, before)
+					sameRecord(t, "stored record", get(t, s, "k"), before)
+					return
+				}
+				want := &ledger.Record{Key: "k", App: ledger.DefaultApp, State: ledger.StateSending, Account: "alice@example.com",
+					Fingerprint: c.fp, PubSubMessageID: "p2", Attempts: 1, LeaseUntil: us(at.Add(lease)),
+					CreatedAt: us(at), UpdatedAt: us(at), ExpireAt: us(at.Add(ledger.TTL))}
+				sameRecord(t, "reused record", rec, want)
+				sameRecord(t, "stored record", get(t, s, "k"), want)
+				// The reused key is an ordinary claim again: busy, then done.
+				wantOutcome(t, func() ledger.ClaimOutcome { _, o := claim(t, s, "k", at.Add(time.Second)); return o }(), ledger.ClaimBusy)
+				if err := s.Finish(ctx, id("k"), ledger.Finish{State: ledger.StateSent, GmailMessageID: "g2", Now: at.Add(time.Second)}); err != nil {
+					t.Fatal(err)
+				}
+				_, out, err = s.Claim(ctx, id("k"), ledger.ClaimRequest{Fingerprint: "fp-3", Lease: lease, Now: at.Add(2 * time.Second)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantOutcome(t, out, ledger.ClaimDone)
+			})
+		}
+	})
+
+	t.Run("LapsedTakeoversAreCounted", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		claim(t, s, "k", t0)
+		rec, out := claim(t, s, "k", t0.Add(lease))
+		wantOutcome(t, out, ledger.ClaimTakeover)
+		if !rec.MaybeDuplicate || rec.Lapsed != 1 {
+			t.Fatalf("first lapsed takeover = %+v; want maybe_duplicate, lapsed 1", rec)
+		}
+		rec, out = claim(t, s, "k", t0.Add(2*lease))
+		wantOutcome(t, out, ledger.ClaimTakeover)
+		if !rec.MaybeDuplicate || rec.Lapsed != 2 || rec.Attempts != 3 {
+			t.Fatalf("second lapsed takeover = %+v; want maybe_duplicate, lapsed 2, attempts 3", rec)
+		}
+		if err := s.Release(ctx, id("k"), "gmail_error", "503", t0.Add(2*lease+time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		rec, out = claim(t, s, "k", t0.Add(2*lease+2*time.Second))
+		wantOutcome(t, out, ledger.ClaimTakeover)
+		if rec.Lapsed != 2 || rec.Attempts != 4 {
+			t.Fatalf("takeover after release = %+v; want lapsed still 2, attempts 4", rec)
+		}
+	})
+
 	t.Run("ZeroNowMeansWallClock", func(t *testing.T) {
 		t.Parallel()
 		s := open(t)
 		before := time.Now().Add(-time.Second)
-		rec, out, err := s.Claim(ctx, "k", ledger.ClaimRequest{Lease: lease})
+		rec, out, err := s.Claim(ctx, id("k"), ledger.ClaimRequest{Lease: lease})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -396,7 +552,7 @@ func claimConcurrently(t *testing.T, s ledger.Store, key string, now time.Time, 
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, out, err := s.Claim(context.Background(), key, ledger.ClaimRequest{PubSubMessageID: fmt.Sprint(i), Lease: lease, Now: now})
+			_, out, err := s.Claim(context.Background(), id(key), ledger.ClaimRequest{PubSubMessageID: fmt.Sprint(i), Lease: lease, Now: now})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

@@ -374,13 +374,17 @@ func TestEndToEndPubSubEmulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for key, state := range map[string]ledger.State{"e2e-00": ledger.StateSent, "e2e-29": ledger.StateSent, "poison-unknown": ledger.StateFailed, "poison-json": ledger.StateFailed, "doomed": ledger.StateSending} {
-		rec, err := led.Get(ctx, key)
+	for sc, state := range map[ledger.Scope]ledger.State{
+		{Account: "ann@example.com", Key: "e2e-00"}: ledger.StateSent, {Account: "ann@example.com", Key: "e2e-27"}: ledger.StateSent,
+		{Account: "nobody@example.com", Key: "poison-unknown"}: ledger.StateFailed, {Key: "poison-json"}: ledger.StateFailed,
+		{Account: "doomed@example.com", Key: "doomed"}: ledger.StateSending,
+	} {
+		rec, err := led.Get(ctx, sc.ID())
 		if err != nil || rec.State != state {
-			t.Errorf("ledger %s = %+v, %v; want %s", key, rec, err, state)
+			t.Errorf("ledger %+v = %+v, %v; want %s", sc, rec, err, state)
 		}
 	}
-	if rec, err := led.Get(ctx, "doomed"); err == nil && (rec.Attempts != maxAttempts || rec.ErrorCode != "gmail_error" || !rec.LeaseUntil.IsZero()) {
+	if rec, err := led.Get(ctx, ledger.Scope{Account: "doomed@example.com", Key: "doomed"}.ID()); err == nil && (rec.Attempts != maxAttempts || rec.ErrorCode != "gmail_error" || !rec.LeaseUntil.IsZero()) {
 		t.Errorf("doomed ledger record = %+v; want %d attempts, released", rec, maxAttempts)
 	}
 

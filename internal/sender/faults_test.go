@@ -35,7 +35,7 @@ func TestRateLimitRetryAfter(t *testing.T) {
 
 		wantNack(t, e.Deliver(d))
 		noResult(t, e)
-		rec := e.Record("rl-1")
+		rec := record(e, alice, "rl-1")
 		if rec.State != ledger.StateSending || rec.ErrorCode != "rate_limited" || !rec.LeaseUntil.IsZero() {
 			t.Errorf("after the 429 the record is %+v; want sending, rate_limited, lease released", rec)
 		}
@@ -82,7 +82,7 @@ func TestTransientServerErrors(t *testing.T) {
 				wantNack(t, e.Deliver(d))
 				noResult(t, e)
 				wantOutbox(t, e, 0)
-				if rec := e.Record("t-1"); rec.State != ledger.StateSending || !rec.LeaseUntil.IsZero() || rec.MaybeDuplicate {
+				if rec := record(e, alice, "t-1"); rec.State != ledger.StateSending || !rec.LeaseUntil.IsZero() || rec.MaybeDuplicate {
 					t.Errorf("after %s the record is %+v; want sending with the lease released", fault, rec)
 				}
 
@@ -129,7 +129,7 @@ func TestFinalGmailFailures(t *testing.T) {
 				}
 				wantAck(t, e.Deliver(delivery("ps-1", sendertest.NewRequest(alice, "f-1"))))
 				wantFailed(t, oneResult(t, e), c.code, c.retryable, c.contains...)
-				if rec := e.Record("f-1"); rec.State != ledger.StateFailed || rec.ErrorCode != c.code {
+				if rec := record(e, alice, "f-1"); rec.State != ledger.StateFailed || rec.ErrorCode != c.code {
 					t.Errorf("ledger record = %+v", rec)
 				}
 				wantOutbox(t, e, 0)
@@ -355,7 +355,7 @@ func testAmbiguous(t *testing.T, store sendertest.Store, fault sandbox.Fault, tw
 	wantNack(t, unanswered(2))
 	noResult(t, e)
 	wantOutbox(t, e, 2) // Gmail has it; the sender cannot know
-	rec := e.Record("amb-1")
+	rec := record(e, alice, "amb-1")
 	if rec.State != ledger.StateSending || !rec.MaybeDuplicate || !rec.LeaseUntil.After(e.Clock.Now()) {
 		t.Fatalf("after the unanswered send the record is %+v; want sending, maybe_duplicate, lease held", rec)
 	}
@@ -393,7 +393,7 @@ func testAmbiguous(t *testing.T, store sendertest.Store, fault sandbox.Fault, tw
 	if twice {
 		wantState = ledger.StateFailed
 	}
-	if rec := e.Record("amb-1"); rec.State != wantState || !rec.MaybeDuplicate || !rec.LeaseUntil.IsZero() {
+	if rec := record(e, alice, "amb-1"); rec.State != wantState || !rec.MaybeDuplicate || !rec.LeaseUntil.IsZero() {
 		t.Errorf("final record = %+v; want %s and maybe_duplicate", rec, wantState)
 	}
 
@@ -426,7 +426,7 @@ func TestSendTimeoutAfterBody(t *testing.T) {
 
 		noResult(t, e)
 		wantOutbox(t, e, 2)
-		if rec := e.Record("to-1"); rec.State != ledger.StateSending || !rec.MaybeDuplicate || !rec.LeaseUntil.After(e.Clock.Now()) {
+		if rec := record(e, alice, "to-1"); rec.State != ledger.StateSending || !rec.MaybeDuplicate || !rec.LeaseUntil.After(e.Clock.Now()) {
 			t.Errorf("record = %+v; want sending, maybe_duplicate, lease held", rec)
 		}
 	})
@@ -505,7 +505,7 @@ func TestDeliveryEndsAfterGmailTookIt(t *testing.T) {
 				err := e.DeliverContext(e.CancelWhenStored(context.Background(), 2), e.Sender, d)
 
 				wantOutbox(t, e, 2)
-				rec := e.Record("end-1")
+				rec := record(e, alice, "end-1")
 				switch {
 				case rec.State == ledger.StateSent:
 					wantAck(t, err)
@@ -576,7 +576,7 @@ func TestLastDeliveryAttempt(t *testing.T) {
 			if !strings.Contains(ev.Error.Message, want) || ev.Error.Retryable == c.wantAck {
 				t.Errorf("error %+v; want %q in the message, retryable %v", ev.Error, want, !c.wantAck)
 			}
-			rec := e.Record("k-1")
+			rec := record(e, alice, "k-1")
 			if c.wantAck {
 				// Ended: a redelivery is a duplicate, never a second send.
 				if rec.State != ledger.StateFailed {

@@ -207,7 +207,7 @@ func TestGoogleErrorBodies(t *testing.T) {
 
 				if !c.ack {
 					wantNack(t, err)
-					rec := e.Record("g-1")
+					rec := record(e, alice, "g-1")
 					if rec.State != ledger.StateSending || rec.ErrorCode != string(c.code) || !rec.LeaseUntil.IsZero() {
 						t.Errorf("record %+v; want sending, %s, the lease released", rec, c.code)
 					}
@@ -220,7 +220,7 @@ func TestGoogleErrorBodies(t *testing.T) {
 					}
 				} else {
 					wantAck(t, err)
-					if rec := e.Record("g-1"); rec.State != ledger.StateFailed || rec.ErrorCode != string(c.code) {
+					if rec := record(e, alice, "g-1"); rec.State != ledger.StateFailed || rec.ErrorCode != string(c.code) {
 						t.Errorf("record %+v; want failed, %s", rec, c.code)
 					}
 				}

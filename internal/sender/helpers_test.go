@@ -10,6 +10,7 @@ import (
 
 	gomessage "github.com/emersion/go-message"
 
+	"github.com/gmailrelay/gmailrelay/internal/ledger"
 	"github.com/gmailrelay/gmailrelay/internal/results"
 	"github.com/gmailrelay/gmailrelay/internal/sender"
 	"github.com/gmailrelay/gmailrelay/internal/testing/sendertest"
@@ -37,6 +38,11 @@ func forEachStore(t *testing.T, body func(t *testing.T, store sendertest.Store))
 			body(t, s)
 		})
 	}
+}
+
+// record is the ledger record of key sent from account in the default app.
+func record(e *sendertest.Env, account, key string) *ledger.Record {
+	return e.Record(ledger.Scope{Account: account, Key: key}.ID())
 }
 
 func delivery(msgID string, req sendertest.Request) sender.Delivery {

@@ -35,8 +35,8 @@ func TestHappyPath(t *testing.T) {
 			t.Errorf("sent as %q; want %q", out[0].Email, alice)
 		}
 		m := readEML(t, out[0].Path)
-		if got, want := m.header.Get("Message-Id"), message.MessageID("order-42", "example.com"); got != want {
-			t.Errorf("Message-ID = %q; want %q, derived from the idempotency key", got, want)
+		if got, want := m.header.Get("Message-Id"), message.MessageID(sender.MessageIDKey(ledger.Scope{Account: alice, Key: "order-42"}.ID()), "example.com"); got != want {
+			t.Errorf("Message-ID = %q; want %q, derived from the request's scope", got, want)
 		}
 		if got := m.header.Get("From"); !strings.Contains(got, "<"+alice+">") || !strings.Contains(got, "Alice at Acme") {
 			t.Errorf("From = %q; want the account with from_name", got)
@@ -54,7 +54,7 @@ func TestHappyPath(t *testing.T) {
 		if ev.GmailMessageID != out[0].ID || ev.GmailThreadID != out[0].ThreadID {
 			t.Errorf("result names Gmail message %q thread %q; the sandbox accepted %q thread %q", ev.GmailMessageID, ev.GmailThreadID, out[0].ID, out[0].ThreadID)
 		}
-		rec := e.Record("order-42")
+		rec := record(e, alice, "order-42")
 		if rec.State != ledger.StateSent || rec.GmailMessageID != out[0].ID || rec.Attempts != 1 || !rec.LeaseUntil.IsZero() {
 			t.Errorf("ledger record = %+v", rec)
 		}
@@ -65,7 +65,7 @@ func TestHappyPath(t *testing.T) {
 		// Another key composes another Message-ID; the same key, on a
 		// fresh instance after the first record is gone, the same one.
 		wantAck(t, e.Deliver(delivery("ps-2", sendertest.NewRequest(alice, "order-43"))))
-		if got := readEML(t, e.Outbox()[1].Path).header.Get("Message-Id"); got != message.MessageID("order-43", "example.com") || got == m.header.Get("Message-Id") {
+		if got := readEML(t, e.Outbox()[1].Path).header.Get("Message-Id"); got != message.MessageID(sender.MessageIDKey(ledger.Scope{Account: alice, Key: "order-43"}.ID()), "example.com") || got == m.header.Get("Message-Id") {
 			t.Errorf("second Message-ID = %q", got)
 		}
 		e.Results()
@@ -294,12 +294,12 @@ func TestKeyPrecedence(t *testing.T) {
 			if r.Event.IdempotencyKey != c.want || r.Attributes["idempotency_key"] != c.want {
 				t.Errorf("result key %q (attribute %q); want %q", r.Event.IdempotencyKey, r.Attributes["idempotency_key"], c.want)
 			}
-			if rec := e.Record(c.want); rec.State != ledger.StateSent {
+			if rec := record(e, alice, c.want); rec.State != ledger.StateSent {
 				t.Errorf("ledger record under %q = %+v", c.want, rec)
 			}
 			// Whichever way the key came, it fixes the Message-ID, so every
 			// delivery of one request composes the same message.
-			if got := readEML(t, e.Outbox()[0].Path).header.Get("Message-Id"); got != message.MessageID(c.want, "example.com") {
+			if got := readEML(t, e.Outbox()[0].Path).header.Get("Message-Id"); got != message.MessageID(sender.MessageIDKey(ledger.Scope{Account: alice, Key: c.want}.ID()), "example.com") {
 				t.Errorf("Message-ID = %q; want the one derived from the key %q", got, c.want)
 			}
 			// The same request again under the winning key is a duplicate.
@@ -395,7 +395,7 @@ func TestRejectedWithoutRetry(t *testing.T) {
 				if r.Event.IdempotencyKey != "ps-1" {
 					t.Errorf("key = %q; want the message ID", r.Event.IdempotencyKey)
 				}
-				if rec := e.Record("ps-1"); rec.State != ledger.StateFailed || rec.ErrorCode != c.code {
+				if rec := record(e, r.Event.Account, "ps-1"); rec.State != ledger.StateFailed || rec.ErrorCode != c.code {
 					t.Errorf("ledger record = %+v", rec)
 				}
 				wantOutbox(t, e, 0)

@@ -18,17 +18,18 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/message"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
+	"github.com/gmailrelay/gmailrelay/internal/policy"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/results"
 	"github.com/gmailrelay/gmailrelay/internal/tokenstore"
 )
 
-// Ledger is the idempotency ledger.
+// Ledger is the idempotency ledger; every id is a ledger.Scope's ID.
 type Ledger interface {
-	Claim(ctx context.Context, key string, c ledger.ClaimRequest) (*ledger.Record, ledger.ClaimOutcome, error)
-	Finish(ctx context.Context, key string, f ledger.Finish) error
-	Release(ctx context.Context, key, errorCode, errorMessage string, now time.Time) error
-	MarkAmbiguous(ctx context.Context, key string, now time.Time) error
+	Claim(ctx context.Context, id string, c ledger.ClaimRequest) (*ledger.Record, ledger.ClaimOutcome, error)
+	Finish(ctx context.Context, id string, f ledger.Finish) error
+	Release(ctx context.Context, id, errorCode, errorMessage string, now time.Time) error
+	MarkAmbiguous(ctx context.Context, id string, now time.Time) error
 }
 
 // Accounts is the account registry.
@@ -78,6 +79,9 @@ type Options struct {
 	// unanswered send on that attempt fails instead of being held.
 	MaxDeliveryAttempts int
 	Now                 func() time.Time
+	// Policy says which app may send as whom (nil: one app allowing
+	// every account, as without APPS).
+	Policy *policy.Policy
 }
 
 // Sender handles send requests.
@@ -129,6 +133,13 @@ type Delivery struct {
 	// DeliveryAttempt counts this message's deliveries, from 1; Pub/Sub
 	// sets it when the subscription has a dead-letter policy, else 0.
 	DeliveryAttempt int
+	// Subscription is the push's subscription, from which Handle learns
+	// the app (policy.AppFor); Pub/Sub authenticates the push, and only
+	// project admins create subscriptions, so it can be trusted.
+	Subscription string
+	// App is the app the request came from. Handle sets it from
+	// Subscription; a caller without a subscription (a test) may preset it.
+	App string
 }
 
 // ErrRetry wraps every nack, so callers and tests can tell a deliberate
@@ -173,14 +184,20 @@ func (s *Sender) Handle(ctx context.Context, d Delivery) error {
 		logging.FromContext(ctx).ErrorContext(ctx, "delivery without message ID or idempotency key dropped")
 		return nil
 	}
-	j := &job{s: s, d: d, key: key, account: account, req: req}
+	refusal := s.authorize(&d, req, account)
+	// Idempotency is per (app, account, key): the same key from another
+	// app or mailbox is another request, whose record never answers here.
+	j := &job{s: s, d: d, key: key, id: ledger.Scope{App: d.App, Account: account, Key: key}.ID(), account: account, req: req}
 	// One With for the delivery: each costs a pre-formatting of its
 	// attributes, per message.
-	log := logging.FromContext(ctx).With("pubsub_message_id", d.MessageID, "idempotency_key", key, "account", account)
+	log := logging.FromContext(ctx).With("pubsub_message_id", d.MessageID, "idempotency_key", key, "account", account, "app", d.App)
 	ctx = logging.WithLogger(ctx, log)
+	if refusal != nil {
+		return j.refuse(ctx, refusal)
+	}
 
-	rec, outcome, err := s.opts.Ledger.Claim(ctx, key, ledger.ClaimRequest{
-		Account: account, PubSubMessageID: d.MessageID, Lease: s.opts.Lease, Now: s.opts.Now(),
+	rec, outcome, err := s.opts.Ledger.Claim(ctx, j.id, ledger.ClaimRequest{
+		PubSubMessageID: d.MessageID, Fingerprint: ledger.Fingerprint(d.Data), Lease: s.opts.Lease, Now: s.opts.Now(),
 	})
 	if err != nil {
 		log.WarnContext(ctx, "ledger unavailable; redelivering", "error", err)
@@ -201,6 +218,18 @@ func (s *Sender) Handle(ctx context.Context, d Delivery) error {
 	case ledger.ClaimBusy:
 		log.InfoContext(ctx, "another delivery holds the lease; redelivering later", "lease_until", rec.LeaseUntil)
 		return fmt.Errorf("%w: another delivery is sending this message", ErrRetry)
+	case ledger.ClaimTakeover:
+		if rec.Lapsed > 0 {
+			log.WarnContext(ctx, "taking over a lapsed lease; an earlier delivery may have sent the message, so this send is flagged maybe_duplicate",
+				"attempt", rec.Attempts, "lapsed", rec.Lapsed)
+		}
+		if rec.Lapsed >= 2 {
+			// Two deliveries ended without a word after they may have
+			// sent it: a third send would risk a third copy.
+			return j.fail(ctx, &gmail.Failure{Code: gmail.CodeGmailError, Ambiguous: true,
+				Message: fmt.Sprintf("%d earlier deliveries ended (crashed or timed out) without recording what Gmail did, so the message may already have been delivered; "+
+					"the relay stops here rather than risk another copy: check the mailbox's Sent folder before publishing it again under a new idempotency key", rec.Lapsed)})
+		}
 	}
 
 	if decodeErr != nil {
@@ -209,11 +238,18 @@ func (s *Sender) Handle(ctx context.Context, d Delivery) error {
 	return j.run(ctx)
 }
 
+// MessageIDKey is the key a composed message's Message-ID derives from
+// (message.MessageID) for the request whose ledger ID is id: hex of its
+// SHA-256, printable ASCII as a key must be.
+func MessageIDKey(id string) string { return ledger.Fingerprint([]byte(id)) }
+
 // job is one claimed delivery.
 type job struct {
-	s       *Sender
-	d       Delivery
-	key     string
+	s   *Sender
+	d   Delivery
+	key string
+	// id is the ledger ID of the request's scope (app, account, key).
+	id      string
 	account string
 	req     *message.Request
 	rec     *ledger.Record
@@ -277,7 +313,7 @@ func (j *job) run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	if f == nil {
-		if err := s.opts.Ledger.Finish(ctx, j.key, ledger.Finish{State: ledger.StateSent,
+		if err := s.opts.Ledger.Finish(ctx, j.id, ledger.Finish{State: ledger.StateSent,
 			GmailMessageID: sent.ID, GmailThreadID: sent.ThreadID, Now: s.opts.Now()}); err != nil {
 			// The message is out. Redelivery finds the lease and waits, then
 			// a takeover would send again: keep retrying the write instead.
@@ -304,7 +340,7 @@ func (j *job) run(ctx context.Context) error {
 			"the message may or may not have been delivered, so check the mailbox's Sent folder before publishing it again", j.d.DeliveryAttempt, s.opts.MaxDeliveryAttempts)
 		return j.fail(ctx, f)
 	case f.Ambiguous:
-		if err := s.opts.Ledger.MarkAmbiguous(ctx, j.key, s.opts.Now()); err != nil {
+		if err := s.opts.Ledger.MarkAmbiguous(ctx, j.id, s.opts.Now()); err != nil {
 			logging.FromContext(ctx).ErrorContext(ctx, "marking an ambiguous send failed", "error", err)
 		}
 		logging.FromContext(ctx).WarnContext(ctx, "no answer after the message was sent; holding it until the lease ends", "lease_until", j.rec.LeaseUntil)
@@ -402,9 +438,16 @@ func (j *job) compose(now time.Time) ([]byte, error) {
 		}
 		return j.req.Raw, nil
 	}
-	// The Message-ID derives from the idempotency key, so every delivery
-	// of one request composes the same message, whichever way the key came.
-	return message.Compose(j.req, message.ComposeOptions{Now: now, MessageIDKey: j.key})
+	// The Message-ID derives from the request's scope (app, account, key),
+	// so every delivery of one request composes the same message, whichever
+	// way the key came, while the same key from another app or mailbox of
+	// the domain gets its own: a recipient's Gmail may take two messages
+	// with one Message-ID for one. The key may have come from the
+	// attribute: as the request's own field, Compose holds it to the
+	// field's rules.
+	req := *j.req
+	req.IdempotencyKey = j.key
+	return message.Compose(&req, message.ComposeOptions{Now: now, MessageIDKey: MessageIDKey(j.id)})
 }
 
 func (j *job) markReauth(ctx context.Context, reason string) {
@@ -421,8 +464,10 @@ func (j *job) markReauth(ctx context.Context, reason string) {
 
 // fail records a final failure and acknowledges.
 func (j *job) fail(ctx context.Context, f *gmail.Failure) error {
-	fin := ledger.Finish{State: ledger.StateFailed, ErrorCode: string(f.Code), ErrorMessage: f.Message, Now: j.s.opts.Now()}
-	if err := j.s.opts.Ledger.Finish(ctx, j.key, fin); err != nil {
+	// An ambiguous failure may have reached Gmail: MaybeDuplicate keeps
+	// its key from being reused for other content.
+	fin := ledger.Finish{State: ledger.StateFailed, ErrorCode: string(f.Code), ErrorMessage: f.Message, MaybeDuplicate: f.Ambiguous, Now: j.s.opts.Now()}
+	if err := j.s.opts.Ledger.Finish(ctx, j.id, fin); err != nil {
 		if err := j.finishRetry(ctx, fin); err != nil {
 			return fmt.Errorf("%w: ledger: %v", ErrRetry, err)
 		}
@@ -438,7 +483,7 @@ func (j *job) fail(ctx context.Context, f *gmail.Failure) error {
 
 // retry releases the claim and asks Pub/Sub to redeliver.
 func (j *job) retry(ctx context.Context, f *gmail.Failure, cause error) error {
-	if err := j.s.opts.Ledger.Release(ctx, j.key, string(f.Code), f.Message, j.s.opts.Now()); err != nil {
+	if err := j.s.opts.Ledger.Release(ctx, j.id, string(f.Code), f.Message, j.s.opts.Now()); err != nil {
 		logging.FromContext(ctx).WarnContext(ctx, "releasing the claim failed; the lease will expire instead", "error", err)
 	}
 	attrs := []any{"error_code", f.Code, "detail", f.Message}
@@ -484,7 +529,7 @@ func (j *job) finishRetry(ctx context.Context, fin ledger.Finish) error {
 		case <-time.After(time.Duration(100<<i) * time.Millisecond):
 		}
 		fin.Now = j.s.opts.Now()
-		if err = j.s.opts.Ledger.Finish(ctx, j.key, fin); err == nil {
+		if err = j.s.opts.Ledger.Finish(ctx, j.id, fin); err == nil {
 			return nil
 		}
 	}
@@ -498,6 +543,7 @@ func (j *job) publish(ctx context.Context, ev *results.Event) error {
 	ev.IdempotencyKey = j.key
 	ev.PubSubMessageID = j.d.MessageID
 	ev.Account = j.account
+	ev.App = j.d.App
 	ev.Attempt = j.rec.Attempts
 	ev.FinishedAt = j.s.opts.Now().UTC()
 	if err := j.s.opts.Results.Publish(ctx, ev); err != nil {

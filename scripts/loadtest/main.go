@@ -14,6 +14,10 @@
 //	                 request Pub/Sub can carry, and of a process that
 //	                 composes and sends a 30 MB message with the relay's code
 //	-mode=coldstart  process start → listening → first push served
+//	-mode=kill       2,000 messages while the sender is killed (SIGKILL) and
+//	                 restarted five times; lost, duplicates, unflagged (kill.go)
+//	-mode=burst      peak RSS of the sender under 80 pushes of nearly 10 MB
+//	                 at once, then 80 invalid ones of 9.9 MB (burst.go)
 //
 // Figures go to stdout as "FIGURE<TAB>name<TAB>value" lines, for
 // scripts/bench.sh; progress goes to stderr. Every wait is bounded.
@@ -125,6 +129,10 @@ func main() {
 		err = largeChild()
 	case "coldstart":
 		err = coldstart()
+	case "kill":
+		err = kill() // kill.go
+	case "burst":
+		err = burst() // burst.go
 	default:
 		err = errors.New("-mode must be build, push, large or coldstart")
 	}
