@@ -164,7 +164,7 @@ func run() error {
 	case ev.Status == "failed":
 		return errors.New("the relay reported a failure (see result above)")
 	case ev.Status == "duplicate" && len(ev.Error) > 0 && string(ev.Error) != "null":
-		return errors.New("this idempotency_key was used before, by a request that failed (see result above); publish the corrected request with a new idempotency_key")
+		return errors.New("this same request already failed under this idempotency_key (see result above); publish it corrected: a request whose content differs may reuse the key")
 	}
 	return nil
 }
