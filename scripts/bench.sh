@@ -107,6 +107,8 @@ bin="$out/build/app/server"
 lt throughput -mode=push -bin "$bin" -n "$n" -concurrency "$concurrency" -gmail-latency "$gmail_latency" -gomemlimit "$memlimit"
 lt large -mode=large -bin "$bin"
 lt cold -mode=coldstart -bin "$bin" -runs 5
+lt burst -mode=burst -bin "$bin" -timeout 3m
+lt kill -mode=kill -bin "$bin"
 load_end="$(cat /proc/loadavg 2>/dev/null | cut -d' ' -f1-3 || echo unknown)"
 
 # The table. Benchmark figures are medians over -count runs.
@@ -169,6 +171,9 @@ row "  deliveries, Gmail calls, ledger writes" "$(fig reliability.pushes); Gmail
 row "Per-user quota 2.5/s: goodput" "$(fig quota.goodput)" "report" "-"
 row "  retry amplification; dead-lettered" "$(fig quota.amplification); $(fig quota.dead_lettered)" "report" "-"
 row "invalid_grant mid-run" "$(fig invalid_grant.victim); others: $(fig invalid_grant.others)" "fail fast" "$(passed TestReliabilityInvalidGrant)"
+row "Burst: 80 pushes of ~13 MB at once, Gmail at 300 ms (GOMEMLIMIT 460MiB)" "$(fig burst.burst_valid)" "<= 512 MiB, once each" "$([[ " $failed " == *" burst "* ]] && echo MISSED || echo met)"
+row "Burst: 80 invalid 9.9 MB requests, 330k recipients each" "$(fig burst.burst_invalid)" "<= 512 MiB" "$([[ " $failed " == *" burst "* ]] && echo MISSED || echo met)"
+row "Crashes: 2,000 messages, 5 x kill -9 of the sender" "$(fig kill.kill_lost); $(fig kill.kill_unflagged); $(fig kill.kill_duplicates)" "0 lost, 0 unflagged" "$([[ " $failed " == *" kill "* ]] && echo MISSED || echo met)"
 
 {
   echo "gmail-relay measurements, $(date -u +%Y-%m-%dT%H:%MZ)"
