@@ -11,7 +11,6 @@ import (
 	"log"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,10 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cloud.google.com/go/pubsub/v2/pstest"
-
 	"github.com/gmailrelay/gmailrelay/internal/message"
-	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/testing/procstat"
 )
 
@@ -48,41 +44,13 @@ func burst() error {
 		return errors.New("-bin is required (build it with -mode=build)")
 	}
 	ctx := context.Background()
-	project := fmt.Sprintf("loadtest-burst-%d", rand.IntN(1e9))
-	ps := pstest.NewServer()
-	defer ps.Close()
-	dir, err := scratch("gmailrelay-burst-")
+	st, err := newStack(ctx, "burst", 8, "burst%d@example.com")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	g, err := startGoogle(ctx, dir, project)
-	if err != nil {
-		return err
-	}
-	defer g.close()
-	psc, err := pubsubClient(ctx, ps.Addr, project)
-	if err != nil {
-		return err
-	}
-	defer psc.Close()
-	if err := setupResults(ctx, psc, project); err != nil {
-		return err
-	}
-	state := filepath.Join(dir, "state")
-	reg, err := registry.NewLocal(filepath.Join(state, "accounts.json"))
-	if err != nil {
-		return err
-	}
-	var emails []string
-	for i := range 8 {
-		e := fmt.Sprintf("burst%d@example.com", i)
-		emails = append(emails, e)
-		if err := g.connect(ctx, reg, e); err != nil {
-			return err
-		}
-	}
-	env := append(senderEnv(g, project, state, ps.Addr), "GOMEMLIMIT="+*burstLimit)
+	defer st.close()
+	project, g, psc, dir, emails := st.project, st.g, st.psc, st.dir, st.emails
+	env := append(st.env(), "GOMEMLIMIT="+*burstLimit)
 
 	// run starts a sender, warms it (every account's token read and
 	// refreshed), slows Gmail and pushes bodies all at once.

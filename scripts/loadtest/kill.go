@@ -25,10 +25,8 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"cloud.google.com/go/pubsub/v2/pstest"
 
 	"github.com/gmailrelay/gmailrelay/internal/ledger"
-	"github.com/gmailrelay/gmailrelay/internal/registry"
 )
 
 var (
@@ -67,53 +65,25 @@ func kill() error {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), *maxDuration)
 	defer cancel()
-	project := fmt.Sprintf("loadtest-kill-%d", rand.IntN(1e9))
-	ps := pstest.NewServer()
-	defer ps.Close()
-	dir, err := scratch("gmailrelay-kill-")
+	st, err := newStack(ctx, "kill", *accounts, "user%03d@example.com")
 	if err != nil {
 		return err
 	}
 	// Kept when the run fails, for its sender logs.
 	failed := true
+	st.keep = true
 	defer func() {
-		if !failed {
-			os.RemoveAll(dir)
-		}
+		st.keep = failed
+		st.close()
 	}()
-	g, err := startGoogle(ctx, dir, project)
-	if err != nil {
-		return err
-	}
-	defer g.close()
-	psc, err := pubsubClient(ctx, ps.Addr, project)
-	if err != nil {
-		return err
-	}
-	defer psc.Close()
-	if err := setupResults(ctx, psc, project); err != nil {
-		return err
-	}
-	state := filepath.Join(dir, "state")
-	reg, err := registry.NewLocal(filepath.Join(state, "accounts.json"))
-	if err != nil {
-		return err
-	}
-	var emails []string
-	for i := 0; i < *accounts; i++ {
-		e := fmt.Sprintf("user%03d@example.com", i)
-		emails = append(emails, e)
-		if err := g.connect(ctx, reg, e); err != nil {
-			return err
-		}
-	}
+	project, g, psc, dir, emails := st.project, st.g, st.psc, st.dir, st.emails
 	g.sb.SetLatency(*gmailLatency)
 
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
-	env := append(senderEnv(g, project, state, ps.Addr), "SEND_LEASE="+killLease.String(), "SEND_TIMEOUT=30s")
+	env := append(st.env(), "SEND_LEASE="+killLease.String(), "SEND_TIMEOUT=30s")
 	if *memLimit != "" {
 		env = append(env, "GOMEMLIMIT="+*memLimit)
 	}
@@ -225,7 +195,7 @@ func kill() error {
 	// The journal the sender was killed over, read once it is stopped (two
 	// processes must not share it): every message must be recorded sent.
 	sp.stop()
-	journal, err := ledger.NewLocal(filepath.Join(state, "sends.json"))
+	journal, err := ledger.NewLocal(filepath.Join(st.state, "sends.json"))
 	if err != nil {
 		return fmt.Errorf("the sender's ledger after the kills: %w", err)
 	}

@@ -552,43 +552,13 @@ func push() error {
 		return errors.New("-concurrency must be at least 1")
 	}
 	ctx := context.Background()
-	project := fmt.Sprintf("loadtest-%d", rand.IntN(1e9))
-	ps := pstest.NewServer()
-	defer ps.Close()
-	dir, err := scratch("gmailrelay-push-")
+	st, err := newStack(ctx, "push", *accounts, "user%03d@example.com")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	g, err := startGoogle(ctx, dir, project)
-	if err != nil {
-		return err
-	}
-	defer g.close()
-	psc, err := pubsubClient(ctx, ps.Addr, project)
-	if err != nil {
-		return err
-	}
-	defer psc.Close()
-	if err := setupResults(ctx, psc, project); err != nil {
-		return err
-	}
-
-	state := filepath.Join(dir, "state")
-	reg, err := registry.NewLocal(filepath.Join(state, "accounts.json"))
-	if err != nil {
-		return err
-	}
-	var emails []string
-	for i := 0; i < *accounts; i++ {
-		e := fmt.Sprintf("user%03d@example.com", i)
-		emails = append(emails, e)
-		if err := g.connect(ctx, reg, e); err != nil {
-			return err
-		}
-	}
-
-	env := senderEnv(g, project, state, ps.Addr)
+	defer st.close()
+	project, g, psc, dir, emails := st.project, st.g, st.psc, st.dir, st.emails
+	env := st.env()
 	if *memLimit != "" {
 		env = append(env, "GOMEMLIMIT="+*memLimit)
 	}
