@@ -24,6 +24,7 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/admin"
 	"github.com/gmailrelay/gmailrelay/internal/config"
 	"github.com/gmailrelay/gmailrelay/internal/connect"
+	"github.com/gmailrelay/gmailrelay/internal/delegation"
 	"github.com/gmailrelay/gmailrelay/internal/events"
 	"github.com/gmailrelay/gmailrelay/internal/gmail"
 	"github.com/gmailrelay/gmailrelay/internal/health"
@@ -177,6 +178,21 @@ func pubSub(ctx context.Context, project string, deps Deps, cl *closers) (*pubsu
 	return ps, nil
 }
 
+// delegator builds the domain-wide delegation minter, or nil when no
+// domain is delegated. Deployed, it signs with the function's own identity
+// (Application Default Credentials).
+func delegator(ctx context.Context, d config.Delegation) (*delegation.Delegator, error) {
+	if !d.Enabled() {
+		return nil, nil
+	}
+	dl, err := delegation.New(ctx, delegation.Config{ServiceAccount: d.DelegateServiceAccount, ClientID: d.DelegateClientID,
+		Domains: d.DelegatedDomains, Endpoint: d.DelegationEndpoint})
+	if err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	return dl, nil
+}
+
 // Authorize builds the authorize handler; it opens no client.
 func Authorize(_ context.Context, cfg *config.Authorize, _ Deps) (*connect.Authorize, io.Closer, error) {
 	oc, err := OAuth(cfg.OAuth, cfg.RedirectURL)
@@ -231,12 +247,24 @@ func Sender(ctx context.Context, cfg *config.Sender, deps Deps) (*sender.Sender,
 	}
 	pub := results.NewPublisher(ps, cfg.ResultsTopic)
 	cl.add(func() error { pub.Stop(); return nil })
+	var deleg sender.Delegation
+	var accountEvents sender.Events
+	if dl, err := delegator(ctx, cfg.Delegation); err != nil {
+		return nil, nil, cl.fail(err)
+	} else if dl != nil {
+		// Only delegation makes the sender raise account events.
+		ev := events.NewPublisher(ps, cfg.AccountEventsTopic)
+		cl.add(func() error { ev.Stop(); return nil })
+		deleg, accountEvents = dl, ev
+	}
 	s, err := sender.New(sender.Options{
+		Delegation: deleg, Events: accountEvents,
 		Ledger: led, Accounts: reg, Tokens: tokens,
 		Results: pub, OAuth: oc,
 		Gmail: gmail.New(cfg.Gmail.Endpoint, nil), ConnectURL: cfg.ConnectURL,
 		Lease: cfg.SendLease, SendTimeout: cfg.SendTimeout, MaxDeliveryAttempts: cfg.MaxDeliveryAttempts,
-		Policy: cfg.Policy(),
+		MaxSendAttempts: cfg.MaxSendAttempts,
+		Policy:          cfg.Policy(),
 	})
 	if err != nil {
 		return nil, nil, cl.fail(fmt.Errorf("wiring.Sender: %w", err))
@@ -254,7 +282,7 @@ type checked struct {
 }
 
 // checker builds the health checker shared by admin and healthcheck.
-func checker(ctx context.Context, base config.Base, oc config.OAuth, st config.Stores, connectURL string, testing bool, deps Deps, cl *closers) (*checked, error) {
+func checker(ctx context.Context, base config.Base, oc config.OAuth, st config.Stores, dc config.Delegation, connectURL string, testing bool, deps Deps, cl *closers) (*checked, error) {
 	client, err := OAuth(oc, "")
 	if err != nil {
 		return nil, err
@@ -267,8 +295,14 @@ func checker(ctx context.Context, base config.Base, oc config.OAuth, st config.S
 	if err != nil {
 		return nil, err
 	}
+	hc := &health.Checker{Tokens: tokens, Accounts: reg, OAuth: client, ConnectURL: connectURL, Testing: testing}
+	if dl, err := delegator(ctx, dc); err != nil {
+		return nil, err
+	} else if dl != nil {
+		hc.Delegation = dl
+	}
 	return &checked{
-		checker: &health.Checker{Tokens: tokens, Accounts: reg, OAuth: client, ConnectURL: connectURL, Testing: testing},
+		checker: hc,
 		tokens:  tokens, oauth: client, ledger: led,
 	}, nil
 }
@@ -276,7 +310,7 @@ func checker(ctx context.Context, base config.Base, oc config.OAuth, st config.S
 // Admin builds the admin handler.
 func Admin(ctx context.Context, cfg *config.Admin, deps Deps) (*admin.Handler, io.Closer, error) {
 	cl := &closers{}
-	c, err := checker(ctx, cfg.Base, cfg.OAuth, cfg.Stores, cfg.ConnectURL, cfg.OAuthAppTesting, deps, cl)
+	c, err := checker(ctx, cfg.Base, cfg.OAuth, cfg.Stores, cfg.Delegation, cfg.ConnectURL, cfg.OAuthAppTesting, deps, cl)
 	if err != nil {
 		return nil, nil, cl.fail(err)
 	}
@@ -287,7 +321,7 @@ func Admin(ctx context.Context, cfg *config.Admin, deps Deps) (*admin.Handler, i
 // Healthcheck builds the health checker with its account-events publisher.
 func Healthcheck(ctx context.Context, cfg *config.Healthcheck, deps Deps) (*health.Checker, io.Closer, error) {
 	cl := &closers{}
-	c, err := checker(ctx, cfg.Base, cfg.OAuth, cfg.Stores, cfg.ConnectURL, cfg.OAuthAppTesting, deps, cl)
+	c, err := checker(ctx, cfg.Base, cfg.OAuth, cfg.Stores, cfg.Delegation, cfg.ConnectURL, cfg.OAuthAppTesting, deps, cl)
 	if err != nil {
 		return nil, nil, cl.fail(err)
 	}
