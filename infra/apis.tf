@@ -1,7 +1,8 @@
 # Every API the relay and its deployment use. Destroying the stack leaves them
 # enabled: disabling an API project-wide could break other workloads.
 resource "google_project_service" "enabled" {
-  for_each = toset([
+  # IAM Credentials (signJwt) only for domain-wide delegation (delegation.tf).
+  for_each = toset(concat(length(var.delegated_domains) > 0 ? ["iamcredentials.googleapis.com"] : [], [
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
@@ -17,7 +18,7 @@ resource "google_project_service" "enabled" {
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
-  ])
+  ]))
 
   service            = each.value
   disable_on_destroy = false

@@ -166,10 +166,14 @@ resource "google_cloudfunctions2_function" "sender" {
       # The push subscription's, so the last attempt publishes a failed
       # result before Pub/Sub dead-letters the request.
       SEND_MAX_DELIVERY_ATTEMPTS = var.max_delivery_attempts
+      # Deliveries that try Gmail; held ones do not count.
+      SEND_MAX_ATTEMPTS = var.max_send_attempts
       # Each app's policy (accounts, raw, max_recipients), by app name.
       APPS       = local.apps_env
       GOMEMLIMIT = local.sender_gomemlimit
-    })
+      # Account events the sender raises (a withdrawn delegation).
+      ACCOUNT_EVENTS_TOPIC = google_pubsub_topic.account_events.name
+    }, local.delegation_env)
 
     secret_environment_variables {
       key        = "OAUTH_CLIENT_SECRET"
@@ -219,7 +223,7 @@ resource "google_cloudfunctions2_function" "admin" {
       # The address operators call (the admin_url output): the admin refuses
       # another Host and checks bearer tokens for this audience.
       ADMIN_URL = local.admin_url
-    })
+    }, local.delegation_env)
 
     secret_environment_variables {
       key        = "OAUTH_CLIENT_SECRET"
@@ -269,7 +273,7 @@ resource "google_cloudfunctions2_function" "healthcheck" {
       CONNECT_URL          = local.connect_url
       ACCOUNT_EVENTS_TOPIC = google_pubsub_topic.account_events.name
       OAUTH_APP_TESTING    = tostring(var.oauth_app_testing)
-    })
+    }, local.delegation_env)
 
     secret_environment_variables {
       key        = "OAUTH_CLIENT_SECRET"

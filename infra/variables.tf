@@ -51,6 +51,17 @@ variable "allowed_domains" {
   }
 }
 
+variable "delegated_domains" {
+  description = "Workspace domains whose users the relay sends as without a connect step (domain-wide delegation). Set, Terraform creates the delegate service account; a super admin of each domain then authorises the delegate_client_id output for the delegate_scope output."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for d in var.delegated_domains : can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", d))])
+    error_message = "Each delegated_domains entry must be a lowercase domain name such as example.com."
+  }
+}
+
 variable "allowed_emails" {
   description = "Individual addresses that may connect, in addition to allowed_domains."
   type        = list(string)
@@ -91,13 +102,24 @@ variable "sender_concurrency" {
 }
 
 variable "max_delivery_attempts" {
-  description = "Deliveries of one send request before Pub/Sub moves it to the dead-letter topic gmail-send-dead-letter."
+  description = "Deliveries of one send request before Pub/Sub moves it to the dead-letter topic gmail-send-dead-letter. Deliveries held for a mailbox's daily cap count here but not in max_send_attempts: 100 outlasts a hold of about 15 hours."
   type        = number
-  default     = 10
+  default     = 100
 
   validation {
     condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100 && floor(var.max_delivery_attempts) == var.max_delivery_attempts
     error_message = "max_delivery_attempts must be a whole number from 5 to 100 (Pub/Sub's limits are 5 and 100)."
+  }
+}
+
+variable "max_send_attempts" {
+  description = "Deliveries of one send request that may try Gmail (SEND_MAX_ATTEMPTS): a transient failure on the last ends in a failed result."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_send_attempts >= 1 && var.max_send_attempts <= var.max_delivery_attempts && floor(var.max_send_attempts) == var.max_send_attempts
+    error_message = "max_send_attempts must be a whole number from 1 to max_delivery_attempts."
   }
 }
 

@@ -6,6 +6,7 @@
 #   scripts/admin.sh test EMAIL [--send]     # a real token refresh (and a test message to itself)
 #   scripts/admin.sh disconnect EMAIL        # revoke at Google, destroy the secret, mark disconnected
 #   scripts/admin.sh message KEY EMAIL [APP] # send status of KEY sent from EMAIL (APP: default)
+#   scripts/admin.sh aliases EMAIL ALIAS...  # replace EMAIL's send-as aliases (--none: remove all)
 #
 # ADMIN_URL defaults to the local dev server (http://localhost:8080/admin).
 # For a deployed relay set ADMIN_URL to the Terraform output admin_url; the
@@ -17,7 +18,7 @@ set -euo pipefail
 ADMIN_URL="${ADMIN_URL:-http://localhost:${PORT:-8080}/admin}"
 ADMIN_URL="${ADMIN_URL%/}"
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 urlencode() {
   local s="$1" out="" c i
   for ((i = 0; i < ${#s}; i++)); do
@@ -28,7 +29,8 @@ urlencode() {
 }
 
 call() {
-  local method="$1" path="$2" accept="${3:-application/json}" auth=()
+  local method="$1" path="$2" accept="${3:-application/json}" data="${4:-}" auth=() send=()
+  [ -n "$data" ] && send=(-H "Content-Type: application/json" --data-binary "$data")
   if [[ "$ADMIN_URL" == https://* ]]; then
     local token imp=()
     [ -n "${ADMIN_IMPERSONATE:-}" ] && imp=(--impersonate-service-account="$ADMIN_IMPERSONATE")
@@ -40,7 +42,7 @@ call() {
   fi
   local body code
   body="$(mktemp)"
-  code="$(curl -sS -o "$body" -w '%{http_code}' -X "$method" -H "Accept: $accept" "${auth[@]}" "$ADMIN_URL$path")" || {
+  code="$(curl -sS -o "$body" -w '%{http_code}' -X "$method" -H "Accept: $accept" "${auth[@]}" "${send[@]}" "$ADMIN_URL$path")" || {
     echo "admin.sh: cannot reach $ADMIN_URL (is \`make dev\` running, or ADMIN_URL right?)" >&2; rm -f "$body"; exit 1; }
   cat "$body"; echo
   rm -f "$body"
@@ -66,5 +68,18 @@ case "$cmd" in
     # A key is unique per (app, account): the same key may be two sends.
     [ $# -ge 2 ] && [ $# -le 3 ] || usage
     call GET "/messages/$(urlencode "$1")?account=$(urlencode "$2")&app=$(urlencode "${3:-default}")" ;;
+  aliases)
+    # The owner must have verified each alias in Gmail (Settings, Accounts,
+    # "Send mail as"); the relay refuses a from it does not know.
+    [ $# -ge 2 ] || usage
+    email="$1"; shift
+    list=""
+    if [ "$*" != "--none" ]; then
+      for a in "$@"; do
+        a="${a//\\/\\\\}"; a="${a//\"/\\\"}"
+        list+="${list:+, }\"$a\""
+      done
+    fi
+    call PUT "/accounts/$(urlencode "$email")/aliases" application/json "{\"aliases\": [$list]}" ;;
   *) usage ;;
 esac

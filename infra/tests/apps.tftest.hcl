@@ -43,7 +43,7 @@ run "one_topic_and_subscription_per_app" {
       s.push_config[0].oidc_token[0].service_account_email == google_service_account.push.email &&
       s.retry_policy[0].minimum_backoff == "10s" && s.retry_policy[0].maximum_backoff == "600s" &&
       s.dead_letter_policy[0].dead_letter_topic == google_pubsub_topic.dead_letter.id &&
-    s.dead_letter_policy[0].max_delivery_attempts == 10])
+    s.dead_letter_policy[0].max_delivery_attempts == 100])
     error_message = "each app's subscription reads its own topic, pushes to the sender, and retries and dead-letters as the default does"
   }
   assert {

@@ -82,8 +82,8 @@ run "push_retry_and_dead_letter" {
     condition = alltrue([for s in google_pubsub_subscription.send_push :
       s.retry_policy[0].minimum_backoff == "10s" && s.retry_policy[0].maximum_backoff == "600s" &&
       s.dead_letter_policy[0].dead_letter_topic == google_pubsub_topic.dead_letter.id &&
-    s.dead_letter_policy[0].max_delivery_attempts == 10 && s.ack_deadline_seconds == 60])
-    error_message = "every push subscription retries 10s..600s and dead-letters after 10 attempts"
+    s.dead_letter_policy[0].max_delivery_attempts == 100 && s.ack_deadline_seconds == 60])
+    error_message = "every push subscription retries 10s..600s and dead-letters after 100 attempts"
   }
   assert {
     condition = alltrue([for s in google_pubsub_subscription.send_push :
@@ -96,8 +96,12 @@ run "push_retry_and_dead_letter" {
     error_message = "the dead-letter topic needs its hold subscription"
   }
   assert {
-    condition     = google_cloudfunctions2_function.sender.service_config[0].environment_variables["SEND_MAX_DELIVERY_ATTEMPTS"] == "10"
+    condition     = google_cloudfunctions2_function.sender.service_config[0].environment_variables["SEND_MAX_DELIVERY_ATTEMPTS"] == "100"
     error_message = "the sender must know the subscription's max_delivery_attempts"
+  }
+  assert {
+    condition     = google_cloudfunctions2_function.sender.service_config[0].environment_variables["SEND_MAX_ATTEMPTS"] == "10"
+    error_message = "the sender must bound its Gmail tries by max_send_attempts"
   }
 }
 

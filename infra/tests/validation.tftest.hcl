@@ -154,3 +154,20 @@ run "too_few_delivery_attempts" {
   }
   expect_failures = [var.max_delivery_attempts]
 }
+
+run "more_send_attempts_than_deliveries" {
+  command = plan
+  variables {
+    max_delivery_attempts = 20
+    max_send_attempts     = 21
+  }
+  expect_failures = [var.max_send_attempts]
+}
+
+run "no_send_attempt" {
+  command = plan
+  variables {
+    max_send_attempts = 0
+  }
+  expect_failures = [var.max_send_attempts]
+}

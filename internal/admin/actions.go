@@ -94,9 +94,12 @@ func (h *Handler) disconnectForm(w http.ResponseWriter, r *http.Request) {
 	if d.RevokedAtGoogle {
 		p.Lines = append(p.Lines, "The access was revoked at Google.")
 	}
-	if d.TokenDestroyed {
+	switch {
+	case d.Note != "":
+		p.Lines = append(p.Lines, d.Note)
+	case d.TokenDestroyed:
 		p.Lines = append(p.Lines, "The stored token was destroyed.")
-	} else {
+	default:
 		p.Lines = append(p.Lines, "No token was stored any more.")
 	}
 	p.Lines = append(p.Lines, "Sends from this mailbox now fail until its owner connects it again.")
@@ -127,13 +130,13 @@ func writeTable(w http.ResponseWriter, views []AccountView) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "EMAIL\tSTATUS\tLAST REFRESH\tLAST ERROR")
+	fmt.Fprintln(tw, "EMAIL\tSTATUS\tKIND\tLAST REFRESH\tLAST ERROR")
 	for _, v := range views {
 		refresh := "never"
 		if !v.LastRefreshAt.IsZero() {
 			refresh = v.LastRefreshAt.UTC().Format("2006-01-02 15:04 MST")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Email, v.Status, refresh, oneLine(v.LastError))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Email, v.Status, v.Kind, refresh, oneLine(v.LastError))
 	}
 	_ = tw.Flush()
 }

@@ -58,6 +58,9 @@ type Options struct {
 	Revoker Revoker
 	Ledger  Ledger
 	Gmail   *gmail.Client
+	// Aliases sets send-as aliases; nil means Checker.Accounts, when it
+	// can (the registry stores both do).
+	Aliases Aliases
 	// URL is the function's public URL (ADMIN_URL): requests for another
 	// Host are refused, and identity tokens must name it as audience.
 	// Empty skips the Host check.
@@ -93,6 +96,9 @@ func New(o Options) *Handler {
 	h.mux.HandleFunc("DELETE /accounts/{email}", h.disconnect)
 	// HTML forms can only POST: the page's Disconnect button comes here.
 	h.mux.HandleFunc("POST /accounts/{email}/disconnect", h.disconnectForm)
+	h.mux.HandleFunc("PUT /accounts/{email}/aliases", h.setAliases)
+	// and the page's Save aliases form.
+	h.mux.HandleFunc("POST /accounts/{email}/aliases", h.aliasesForm)
 	h.mux.HandleFunc("GET /messages/{key...}", h.messageStatus)
 	h.guarded = newGuard(o).wrap(http.HandlerFunc(h.route))
 	return h
@@ -121,7 +127,7 @@ func noRoute(w http.ResponseWriter, r *http.Request, fallback http.Handler) {
 	case http.StatusNotFound:
 		respond.Error(w, r, http.StatusNotFound, respond.APIError{Code: "not_found",
 			Message: r.URL.Path + " is not an admin API path.",
-			Fix:     "Use /accounts, /accounts/{email}, /accounts/{email}/test or /messages/{idempotency_key}."})
+			Fix:     "Use /accounts, /accounts/{email}, /accounts/{email}/test, /accounts/{email}/aliases or /messages/{idempotency_key}."})
 	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", rec.header.Get("Allow"))
 		respond.Error(w, r, http.StatusMethodNotAllowed, respond.APIError{Code: "method_not_allowed",
@@ -162,8 +168,11 @@ func unavailable(w http.ResponseWriter, r *http.Request, what string, err error)
 
 // AccountView is one account as the API shows it.
 type AccountView struct {
-	Email         string    `json:"email"`
-	Status        string    `json:"status"`
+	Email  string `json:"email"`
+	Status string `json:"status"`
+	// Kind is oauth (its owner connected it) or delegated (the relay acts
+	// as it through domain-wide delegation; no token is stored).
+	Kind          string    `json:"kind"`
 	Scopes        []string  `json:"scopes"`
 	ConnectedAt   time.Time `json:"connected_at,omitzero"`
 	LastRefreshAt time.Time `json:"last_refresh_at,omitzero"`
@@ -173,11 +182,22 @@ type AccountView struct {
 	LastError       string    `json:"last_error,omitempty"`
 	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
 	ReconnectURL    string    `json:"reconnect_url,omitempty"`
+	// Aliases are the registered send-as aliases, which a request's from
+	// may name besides Email.
+	Aliases []string `json:"aliases"`
 }
 
 func (h *Handler) view(a *registry.Account) AccountView {
 	v := AccountView{Email: a.Email, Status: string(a.Status), Scopes: a.Scopes, ConnectedAt: a.ConnectedAt,
-		LastRefreshAt: a.LastRefreshAt, TokenIssuedAt: a.TokenIssuedAt, LastError: a.LastError, LastErrorAt: a.LastErrorAt}
+		LastRefreshAt: a.LastRefreshAt, TokenIssuedAt: a.TokenIssuedAt, LastError: a.LastError, LastErrorAt: a.LastErrorAt,
+		Aliases: a.Aliases}
+	if v.Aliases == nil {
+		v.Aliases = []string{}
+	}
+	v.Kind = string(registry.KindOAuth)
+	if a.Delegated() {
+		v.Kind = string(registry.KindDelegated)
+	}
 	if !a.TokenIssuedAt.IsZero() {
 		v.TokenAgeSeconds = int64(h.opts.Now().Sub(a.TokenIssuedAt).Seconds())
 	}
@@ -339,7 +359,15 @@ type Disconnected struct {
 	Status          registry.Status `json:"status"`
 	RevokedAtGoogle bool            `json:"revoked_at_google"`
 	TokenDestroyed  bool            `json:"token_destroyed"`
+	// Note says what the relay could not do itself: for a delegated
+	// account, withdrawing the delegation is the Workspace admin's step.
+	Note string `json:"note,omitempty"`
 }
+
+// delegatedNote is the disconnect's word on a delegated account.
+const delegatedNote = "The relay no longer sends as this delegated user. It stored no token, so nothing was revoked at Google: " +
+	"withdrawing the domain-wide delegation is the Workspace admin's step (Admin console → Security → Access and data control → API controls → Domain-wide delegation), " +
+	"and it covers every user of the domain."
 
 // doDisconnect revokes e's grant at Google, destroys its secret and marks
 // it disconnected. It decides; callers write the answer as JSON or a page.
@@ -385,7 +413,11 @@ func (h *Handler) doDisconnect(ctx context.Context, e string) (*Disconnected, in
 			log.WarnContext(ctx, "account disconnected", "event", "account_status_changed", "status", registry.StatusDisconnected, "previous_status", prev)
 		}
 	}
-	return &Disconnected{Account: e, Status: registry.StatusDisconnected, RevokedAtGoogle: revoked, TokenDestroyed: terr == nil}, http.StatusOK, nil
+	d := &Disconnected{Account: e, Status: registry.StatusDisconnected, RevokedAtGoogle: revoked, TokenDestroyed: terr == nil}
+	if acct != nil && acct.Delegated() {
+		d.Note = delegatedNote
+	}
+	return d, http.StatusOK, nil
 }
 
 func (h *Handler) messageStatus(w http.ResponseWriter, r *http.Request) {

@@ -173,6 +173,47 @@ func (a *Access) problems() []error {
 	return errs
 }
 
+// Delegation is domain-wide delegation (package delegation): the relay
+// sends as any user of DELEGATED_DOMAINS, with no connect, by signing as
+// DELEGATE_SERVICE_ACCOUNT, which the domain's admin authorised for
+// gmail.send. Terraform sets all three when delegated_domains is set.
+type Delegation struct {
+	DelegatedDomains       []string `env:"DELEGATED_DOMAINS"`
+	DelegateServiceAccount string   `env:"DELEGATE_SERVICE_ACCOUNT"`
+	// DelegateClientID is the delegate's unique ID, quoted in the admin's
+	// fix.
+	DelegateClientID string `env:"DELEGATE_CLIENT_ID"`
+	// DelegationEndpoint replaces the IAM Credentials and OAuth token hosts
+	// (tests and make dev: the sandbox).
+	DelegationEndpoint string `env:"DELEGATION_ENDPOINT"`
+}
+
+// Enabled reports whether any domain is delegated.
+func (d *Delegation) Enabled() bool { return len(d.DelegatedDomains) > 0 }
+
+func (d *Delegation) problems() []error {
+	var errs []error
+	for i, dom := range d.DelegatedDomains {
+		dom = strings.ToLower(strings.TrimSpace(dom))
+		d.DelegatedDomains[i] = dom
+		if !domainRE.MatchString(dom) {
+			errs = append(errs, fmt.Errorf("DELEGATED_DOMAINS: %q is not a domain name (use a comma-separated list such as example.com,example.org)", dom))
+		}
+	}
+	sa := strings.TrimSpace(d.DelegateServiceAccount)
+	switch {
+	case d.Enabled() && sa == "":
+		errs = append(errs, missing("DELEGATE_SERVICE_ACCOUNT", "the email of the service account the Workspace admin authorised for domain-wide delegation (Terraform output delegate_service_account)"))
+	case !d.Enabled() && sa != "":
+		errs = append(errs, errors.New("DELEGATE_SERVICE_ACCOUNT is set but DELEGATED_DOMAINS is empty: list the domains whose admin authorised it, or unset it"))
+	case sa != "":
+		if a, err := mail.ParseAddress(sa); err != nil || a.Address != sa {
+			errs = append(errs, fmt.Errorf("DELEGATE_SERVICE_ACCOUNT: %q is not a service account email", sa))
+		}
+	}
+	return appendOptionalURL(errs, "DELEGATION_ENDPOINT", d.DelegationEndpoint)
+}
+
 // Authorize is the authorize function's configuration.
 type Authorize struct {
 	Base
@@ -241,6 +282,17 @@ type Sender struct {
 	// dead-letter topic and nothing else would report it. 0 means unknown:
 	// no such result.
 	MaxDeliveryAttempts int `env:"SEND_MAX_DELIVERY_ATTEMPTS, default=0"`
+	Delegation
+	// AccountEventsTopic receives the sender's account events (a delegated
+	// domain whose admin withdrew the authorisation).
+	AccountEventsTopic string `env:"ACCOUNT_EVENTS_TOPIC, default=gmail-account-events"`
+	// MaxSendAttempts bounds the deliveries of one request that try Gmail:
+	// a transient failure on that one ends in a failed result. Deliveries
+	// held for a daily cap or the project's quota do not count, so
+	// max_delivery_attempts (100 deployed) can outlast a long hold while
+	// ordinary failures still end after a few tries. 0 (a struct built
+	// without the environment) is the sender's default, 10.
+	MaxSendAttempts int `env:"SEND_MAX_ATTEMPTS, default=10"`
 }
 
 // Validate reports every problem at once.
@@ -249,6 +301,7 @@ func (c *Sender) Validate() error {
 	errs = append(errs, c.Stores.problems()...)
 	errs = append(errs, c.Gmail.problems()...)
 	errs = append(errs, c.Access.problems()...)
+	errs = append(errs, c.Delegation.problems()...)
 	apps, appErrs := policy.ParseApps(c.AppsJSON)
 	for _, e := range appErrs {
 		errs = append(errs, fmt.Errorf("APPS: %w", e))
@@ -266,6 +319,9 @@ func (c *Sender) Validate() error {
 	}
 	if n := c.MaxDeliveryAttempts; n != 0 && (n < 5 || n > 100) {
 		errs = append(errs, fmt.Errorf("SEND_MAX_DELIVERY_ATTEMPTS: %d is outside 5..100, Pub/Sub's range for max_delivery_attempts (0: unknown)", n))
+	}
+	if n := c.MaxSendAttempts; n < 0 || n > 100 {
+		errs = append(errs, fmt.Errorf("SEND_MAX_ATTEMPTS: %d is outside 1..100", n))
 	}
 	return errors.Join(errs...)
 }
@@ -433,6 +489,7 @@ type Admin struct {
 	RequireAuth bool `env:"ADMIN_REQUIRE_AUTH, default=true"`
 	// OAuthAppTesting: as for Healthcheck, for the token-expiry warning.
 	OAuthAppTesting bool `env:"OAUTH_APP_TESTING, default=false"`
+	Delegation
 }
 
 // Validate reports every problem at once.
@@ -440,6 +497,7 @@ func (c *Admin) Validate() error {
 	errs := append(c.Base.problems(), c.OAuth.problems()...)
 	errs = append(errs, c.Stores.problems()...)
 	errs = append(errs, c.Gmail.problems()...)
+	errs = append(errs, c.Delegation.problems()...)
 	errs = appendOptionalURL(errs, "CONNECT_URL", c.ConnectURL)
 	switch {
 	case c.URL != "":
@@ -461,12 +519,14 @@ type Healthcheck struct {
 	// OAuthAppTesting says the OAuth consent screen is in Testing status,
 	// where Google expires refresh tokens after 7 days.
 	OAuthAppTesting bool `env:"OAUTH_APP_TESTING, default=false"`
+	Delegation
 }
 
 // Validate reports every problem at once.
 func (c *Healthcheck) Validate() error {
 	errs := append(c.Base.problems(), c.OAuth.problems()...)
 	errs = append(errs, c.Stores.problems()...)
+	errs = append(errs, c.Delegation.problems()...)
 	errs = appendOptionalURL(errs, "CONNECT_URL", c.ConnectURL)
 	if c.AccountEventsTopic == "" {
 		errs = append(errs, missing("ACCOUNT_EVENTS_TOPIC", "the topic for account events"))

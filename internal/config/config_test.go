@@ -21,7 +21,8 @@ func TestLoadSenderDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ResultsTopic != "gmail-send-results" || cfg.TokenURL != GoogleTokenURL || cfg.Backend != "firestore" || cfg.SendLease != 3*time.Minute {
+	if cfg.ResultsTopic != "gmail-send-results" || cfg.TokenURL != GoogleTokenURL || cfg.Backend != "firestore" || cfg.SendLease != 3*time.Minute ||
+		cfg.MaxSendAttempts != 10 {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 	if cfg.ClientSecret.Reveal() != "s3cret" {
@@ -116,6 +117,8 @@ func TestSenderProblems(t *testing.T) {
 	}{
 		{"lease too short", map[string]string{"SEND_LEASE": "10s"}, "", []string{"SEND_LEASE: 10s is outside 1m..1h", "SEND_TIMEOUT"}},
 		{"attempts out of Pub/Sub's range", map[string]string{"SEND_MAX_DELIVERY_ATTEMPTS": "3"}, "", []string{"SEND_MAX_DELIVERY_ATTEMPTS: 3 is outside 5..100"}},
+		{"negative send attempts", map[string]string{"SEND_MAX_ATTEMPTS": "-1"}, "", []string{"SEND_MAX_ATTEMPTS: -1 is outside 1..100"}},
+		{"more send attempts than Pub/Sub delivers", map[string]string{"SEND_MAX_ATTEMPTS": "101"}, "", []string{"SEND_MAX_ATTEMPTS: 101 is outside 1..100"}},
 		{"client ID without its secret", nil, "OAUTH_CLIENT_SECRET", []string{"OAUTH_CLIENT_SECRET is not set"}},
 		{"secret without a client ID", nil, "OAUTH_CLIENT_ID", []string{"OAUTH_CLIENT_ID is not set"}},
 		{"values that do not parse, and a bad one that does", map[string]string{"SEND_TIMEOUT": "soon", "SEND_MAX_DELIVERY_ATTEMPTS": "many", "SEND_LEASE": "2h"},

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/gmailrelay/gmailrelay/internal/delegation"
 	"github.com/gmailrelay/gmailrelay/internal/events"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/oauth"
@@ -49,6 +50,11 @@ type Refresher interface {
 	Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error)
 }
 
+// Minter mints access tokens for delegated accounts.
+type Minter interface {
+	Token(ctx context.Context, user string) (*oauth2.Token, error)
+}
+
 // Events publishes account events.
 type Events interface {
 	Publish(ctx context.Context, e *events.Account) error
@@ -60,6 +66,7 @@ var (
 	_ Accounts  = (*registry.Firestore)(nil)
 	_ Refresher = (*oauth.Client)(nil)
 	_ Events    = (*events.Publisher)(nil)
+	_ Minter    = (*delegation.Delegator)(nil)
 )
 
 // Checker checks accounts.
@@ -75,6 +82,9 @@ type Checker struct {
 	Now     func() time.Time
 	// Parallel bounds concurrent checks in CheckAll.
 	Parallel int
+	// Delegation mints for delegated accounts (nil: this deployment
+	// delegates no domain).
+	Delegation Minter
 }
 
 // Outcome of one check.
@@ -130,6 +140,9 @@ func (c *Checker) Check(ctx context.Context, email string) (*Result, error) {
 	if acct.Status == registry.StatusDisconnected {
 		res.Outcome, res.Message = OutcomeSkipped, "disconnected: the operator removed this mailbox"
 		return res, nil
+	}
+	if acct.Delegated() {
+		return c.checkDelegated(ctx, acct, res), nil
 	}
 	tok, err := c.Tokens.Load(ctx, acct.Email)
 	if errors.Is(err, tokenstore.ErrNotFound) {
@@ -294,4 +307,47 @@ func (c *Checker) Run(ctx context.Context) (*Summary, error) {
 	logging.FromContext(ctx).InfoContext(ctx, "health check finished", "checked", sum.Checked, "valid", sum.Valid,
 		"expiring", sum.Expiring, "reauth_required", sum.Reauth, "errors", sum.Errors)
 	return sum, nil
+}
+
+// checkDelegated mints a token for a delegated account, the one check that
+// proves the Workspace admin's authorisation still holds. There is no
+// refresh token: a refusal is the admin's to fix (or the user is gone),
+// so the account keeps its status and the check records and reports why.
+func (c *Checker) checkDelegated(ctx context.Context, acct *registry.Account, res *Result) *Result {
+	log := logging.FromContext(ctx).With("account", acct.Email)
+	if c.Delegation == nil {
+		res.Outcome, res.Message = OutcomeError, "this account is delegated, but this function has no DELEGATED_DOMAINS and DELEGATE_SERVICE_ACCOUNT"
+		return res
+	}
+	now := c.now().UTC()
+	tok, err := c.Delegation.Token(ctx, acct.Email)
+	if err == nil {
+		if err := c.Accounts.MarkRefreshed(ctx, acct.Email, now); err != nil {
+			log.WarnContext(ctx, "recording the mint failed", "error", err)
+		}
+		res.Outcome, res.Status, res.AccessToken = OutcomeValid, string(registry.StatusConnected), tok
+		return res
+	}
+	res.Outcome, res.Message = OutcomeError, err.Error()
+	var de *delegation.Error
+	if !errors.As(err, &de) || de.Retryable() {
+		log.WarnContext(ctx, "health check could not mint a delegated token; will retry next run", "error", err)
+		return res
+	}
+	res.Message = de.Message()
+	if de.Kind == delegation.KindNotAuthorized {
+		log.ErrorContext(ctx, "domain-wide delegation refused: the Workspace admin must authorise the relay's client ID",
+			"alert", delegation.EventDenied, "event", delegation.EventDenied, "google_error", de.Code)
+	}
+	if res.Message == acct.LastError {
+		// Already recorded and announced by an earlier run.
+		return res
+	}
+	if _, _, err := c.Accounts.SetStatus(ctx, acct.Email, acct.Status, res.Message, now); err != nil {
+		log.ErrorContext(ctx, "recording the delegation failure failed", "error", err)
+	}
+	if de.Kind == delegation.KindNotAuthorized {
+		c.publish(ctx, &events.Account{Type: delegation.EventDenied, Account: acct.Email, Status: string(acct.Status), Reason: res.Message, At: now})
+	}
+	return res
 }

@@ -30,12 +30,16 @@ type ComposeOptions struct {
 	// in place of r.IdempotencyKey: the sender's key may come from the
 	// Pub/Sub message rather than the request.
 	MessageIDKey string
+	// Aliases are the account's registered send-as aliases, which from (or
+	// a raw message's From) may name instead of the account (CheckSender).
+	Aliases []string
 }
 
 // Compose validates r and returns the RFC 5322 message to hand to
 // users.messages.send. For a raw request that is r.Raw itself, not a copy.
 //
-// The header carries From (the account, with from_name as display name), To,
+// The header carries From (from or else the account, with from_name as
+// display name), To,
 // Cc, Bcc, Reply-To, Subject, Date, Message-ID, In-Reply-To, References and
 // the custom headers, then MIME-Version and Content-Type. Bcc belongs in the
 // header because users.messages.send has no other recipient list: it "sends
@@ -78,10 +82,14 @@ func ComposeTo(w io.Writer, r *Request, opts ComposeOptions) (int64, error) {
 	return composeTo(w, r, opts)
 }
 
-// check validates r, and a Message-ID key given apart from it, which meets
-// the same rules as the request's own (it comes from a Pub/Sub attribute).
+// check validates r, who it is sent as, and a Message-ID key given apart
+// from it, which meets the same rules as the request's own (it comes from a
+// Pub/Sub attribute).
 func check(r *Request, opts ComposeOptions) error {
 	if err := r.Validate(); err != nil {
+		return err
+	}
+	if err := r.CheckSender(opts.Aliases); err != nil {
 		return err
 	}
 	if k := opts.MessageIDKey; k != "" && k != r.IdempotencyKey {
@@ -134,6 +142,11 @@ func composeTo(w io.Writer, r *Request, opts ComposeOptions) (int64, error) {
 	// other address rather than fail.
 	if a, err := mail.ParseAddress(r.Account); err != nil || a.Name != "" || a.Address != r.Account {
 		return 0, fmt.Errorf("message.compose: %w: account %s is not a bare address", ErrInvalid, quote(r.Account))
+	}
+	if r.From != "" {
+		if a, err := mail.ParseAddress(r.From); err != nil || a.Name != "" || a.Address != r.From {
+			return 0, fmt.Errorf("message.compose: %w: from %s is not a bare address", ErrInvalid, quote(r.From))
+		}
 	}
 	now := opts.Now
 	if now.IsZero() {
@@ -231,7 +244,7 @@ func topHeader(r *Request, now time.Time, msgID string, root *part) (gomail.Head
 		}
 		h.Set(l.key, formatAddressList(addrs))
 	}
-	h.Set("From", formatAddressList([]*mail.Address{{Name: r.FromName, Address: r.Account}}))
+	h.Set("From", formatAddressList([]*mail.Address{{Name: r.FromName, Address: cmp.Or(r.From, r.Account)}}))
 
 	if err := checkFields(h.Header); err != nil {
 		return h, err
@@ -486,7 +499,7 @@ func (lw *limitWriter) Write(p []byte) (int, error) {
 // rarely grows: headers and part boundaries, quoted-printable text, base64
 // attachments with their line breaks.
 func estimateSize(r *Request) int {
-	n := 1024 + 3*(len(r.Subject)+len(r.FromName)) + len(r.Account) + len(r.InReplyTo)
+	n := 1024 + 3*(len(r.Subject)+len(r.FromName)) + len(r.Account) + len(r.From) + len(r.InReplyTo)
 	for _, l := range [][]string{r.To, r.Cc, r.Bcc, r.ReplyTo, r.References} {
 		for _, s := range l {
 			n += len(s) + 8

@@ -150,6 +150,8 @@ func (r *Request) field(d *jsonReader, key string) error {
 	switch key {
 	case "account":
 		r.Account, err = d.str(key)
+	case "from":
+		r.From, err = d.str(key)
 	case "from_name":
 		r.FromName, err = d.str(key)
 	case "to":

@@ -1,6 +1,6 @@
 // Package message owns the send request that applications publish to the
 // gmail-send topic: its JSON form (Decode and the published JSON Schema), its
-// rules (Validate, CheckRaw) and its translation into an RFC 5322 message that
+// rules (Validate, CheckSender, CheckRaw) and its translation into an RFC 5322 message that
 // Gmail's users.messages.send accepts (Compose, ComposeTo).
 //
 // It reads JSON with encoding/json, addresses with net/mail and writes MIME

@@ -44,7 +44,16 @@ func TestExamples(t *testing.T) {
 				}
 				return
 			}
-			if _, err := Compose(req, ComposeOptions{Now: time.Now(), MessageIDKey: "example"}); err != nil {
+			// An example sent as an alias needs the alias registered at
+			// send time; unregistered, the same request is refused.
+			var aliases []string
+			if req.From != "" {
+				aliases = []string{req.From}
+				if _, err := Compose(req, ComposeOptions{Now: time.Now(), MessageIDKey: "example"}); err == nil {
+					t.Errorf("Compose without the alias %s registered accepted it", req.From)
+				}
+			}
+			if _, err := Compose(req, ComposeOptions{Now: time.Now(), MessageIDKey: "example", Aliases: aliases}); err != nil {
 				t.Errorf("Compose: %v", err)
 			}
 		})

@@ -25,6 +25,7 @@ var injectionFields = []struct {
 }{
 	{"subject", "subject", func(r *Request, p string) { r.Subject = "Invoice" + p }},
 	{"from_name", "from_name", func(r *Request, p string) { r.FromName = "Alice" + p }},
+	{"from", "from", func(r *Request, p string) { r.From = "billing@example.com" + p }},
 	{"account", "account", func(r *Request, p string) { r.Account = "alice@example.com" + p }},
 	{"to display name", "to[0]", func(r *Request, p string) { r.To = []string{`"Bob` + p + `" <bob@example.org>`} }},
 	{"to address", "to[0]", func(r *Request, p string) { r.To = []string{"bob@example.org" + p} }},

@@ -48,24 +48,25 @@ const rawHeadersText = "From, To, Cc, Bcc, Reply-To, Subject, Date, Message-ID, 
 // and no space before a colon, has at most one of each RFC 5322 singleton
 // field, and only the fields of rawHeaders, Content-* and the composed
 // path's custom headers (so no Sender and no Resent-*); From is exactly one
-// address equal to account, ignoring case, with no address in its display
-// name; and To, Cc and Bcc hold between one and MaxRecipients addresses in
-// total. It returns a *SizeError or a *ValidationError whose problems name
-// "raw". These refusals are invalid_request, not forbidden: no app's policy
-// allows them, and the publisher, not the operator, must change the message.
-func CheckRaw(raw []byte, account string) error {
+// address, equal to account or one of aliases (its registered send-as
+// aliases), ignoring case, with no address in its display name; and To, Cc
+// and Bcc hold between one and MaxRecipients addresses in total. It returns
+// a *SizeError or a *ValidationError whose problems name "raw". These
+// refusals are invalid_request, not forbidden: no app's policy allows them,
+// and the publisher, not the operator, must change the message (or, for an
+// alias, have it registered).
+func CheckRaw(raw []byte, account string, aliases ...string) error {
 	if len(raw) > MaxMessageSize {
 		return &SizeError{What: "raw message", Size: int64(len(raw)), Limit: MaxMessageSize}
 	}
 	var p problems
-	checkRawInto(&p, raw, account, true)
+	checkRawInto(&p, raw, &senders{account: account, aliases: aliases})
 	return p.err()
 }
 
-// checkRawInto adds the problems of raw to p. With compareFrom false the From
-// address is parsed but not compared, because the account itself is already
-// reported as invalid.
-func checkRawInto(p *problems, raw []byte, account string, compareFrom bool) {
+// checkRawInto adds the problems of raw to p. With s nil the From address is
+// parsed but not compared: Validate has no aliases to compare it with.
+func checkRawInto(p *problems, raw []byte, s *senders) {
 	h, err := readRawHeader(raw)
 	if err != nil {
 		p.add("raw", "%v", err)
@@ -82,7 +83,7 @@ func checkRawInto(p *problems, raw []byte, account string, compareFrom bool) {
 	if !h.Has("From") {
 		p.add("raw", "a From header is required")
 	} else {
-		p.sender(h, "From", account, compareFrom)
+		p.sender(h, "From", s)
 	}
 
 	total := 0
@@ -105,9 +106,10 @@ func checkRawInto(p *problems, raw []byte, account string, compareFrom bool) {
 	}
 }
 
-// sender checks that the From header names exactly the account, under a
-// display name that does not show another address.
-func (p *problems) sender(h textproto.Header, key, account string, compare bool) {
+// sender checks that the From header names exactly one address, one that s
+// allows unless s is nil, under a display name that does not show another
+// address.
+func (p *problems) sender(h textproto.Header, key string, s *senders) {
 	list, err := parseRawAddressList(h.Get(key))
 	if err != nil {
 		p.add("raw", "the %s header does not parse (%v)", key, err)
@@ -117,8 +119,8 @@ func (p *problems) sender(h textproto.Header, key, account string, compare bool)
 		p.add("raw", "the %s header must hold exactly one address, not %d", key, len(list))
 		return
 	}
-	if compare && !strings.EqualFold(list[0].Address, account) {
-		p.add("raw", "the %s address %s does not match account %s", key, quote(list[0].Address), quote(account))
+	if s != nil {
+		p.sentAs("raw", "the "+key+" address", list[0].Address, *s)
 	}
 	// Mail clients show the display name, often alone: "CEO
 	// (ceo@example.com)" <alice@…> reads as mail from the CEO. The

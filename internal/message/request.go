@@ -14,7 +14,13 @@ import (
 // IdempotencyKey and ThreadID apply to both. The json tags give the wire
 // names; Decode, not encoding/json, is the strict reader.
 type Request struct {
-	Account     string            `json:"account"`
+	Account string `json:"account"`
+	// From is the address the message is sent as, with FromName as its
+	// display name; empty means Account. It must be Account or one of the
+	// account's registered send-as aliases: Gmail silently replaces any
+	// other From with the account's address. The aliases live in the
+	// registry, so Validate checks only its form and CheckSender the rest.
+	From        string            `json:"from,omitempty"`
 	FromName    string            `json:"from_name,omitempty"`
 	To          []string          `json:"to,omitempty"`
 	Cc          []string          `json:"cc,omitempty"`
@@ -81,22 +87,26 @@ func (r *Request) Recipients() []string {
 	return out
 }
 
-// Validate checks every rule of DESIGN.md §3 and the limits above. It returns
-// a *ValidationError listing all problems, or a *SizeError when Raw is over
-// MaxMessageSize, in which case nothing else is examined.
+// Validate checks every rule of DESIGN.md §3 and the limits above but one:
+// who the message is sent as (from, or raw's From) needs the account's
+// registered aliases, so CheckSender checks it, as Compose and CheckRaw do.
+// It returns a *ValidationError listing all problems, or a *SizeError when
+// Raw is over MaxMessageSize, in which case nothing else is examined.
 func (r *Request) Validate() error {
 	if len(r.Raw) > MaxMessageSize {
 		return &SizeError{What: "raw message", Size: int64(len(r.Raw)), Limit: MaxMessageSize}
 	}
 	var p problems
-	accountOK := p.account(r.Account)
+	p.account(r.Account)
 	p.idempotencyKey(r.IdempotencyKey)
 	p.threadID(r.ThreadID)
 	if len(r.Raw) > 0 {
 		for _, field := range r.composedFields() {
 			p.add(field, "cannot be combined with raw: raw is the complete message, so this belongs in its headers or body")
 		}
-		checkRawInto(&p, r.Raw, r.Account, accountOK)
+		// Who the message is sent as needs the account's aliases, which
+		// CheckSender (through Compose or CheckRaw) is given.
+		checkRawInto(&p, r.Raw, nil)
 		return p.err()
 	}
 	p.composed(r)
@@ -110,6 +120,7 @@ func (r *Request) composedFields() []string {
 		name string
 		set  bool
 	}{
+		{"from", r.From != ""},
 		{"from_name", r.FromName != ""},
 		{"to", len(r.To) > 0},
 		{"cc", len(r.Cc) > 0},
@@ -131,6 +142,9 @@ func (r *Request) composedFields() []string {
 }
 
 func (p *problems) composed(r *Request) {
+	if r.From != "" {
+		p.bareAddress("from", r.From)
+	}
 	p.headerText("from_name", r.FromName, MaxFromNameLen)
 
 	// Lists over the limit are refused on their length alone, before any
@@ -220,28 +234,34 @@ func (p *problems) account(v string) bool {
 		p.add("account", "is required: the address of a connected Gmail account")
 		return false
 	}
-	if !p.headerText("account", v, MaxAccountLen) {
+	return p.bareAddress("account", v)
+}
+
+// bareAddress checks an address that is sent as, account or from: one bare
+// ASCII address, since Gmail addresses and send-as aliases are ASCII.
+func (p *problems) bareAddress(field, v string) bool {
+	if !p.headerText(field, v, MaxAccountLen) {
 		return false
 	}
 	for i := 0; i < len(v); i++ {
 		if v[i] >= 0x80 {
-			p.add("account", "must be ASCII, as Gmail addresses are")
+			p.add(field, "must be ASCII, as Gmail addresses are")
 			return false
 		}
 	}
 	a, err := mail.ParseAddress(v)
 	if err != nil {
-		p.add("account", "%s is not a valid address (%v)", quote(v), err)
+		p.add(field, "%s is not a valid address (%v)", quote(v), err)
 		return false
 	}
 	if a.Name != "" || a.Address != v {
-		p.add("account", "must be a bare address such as alice@example.com, without a display name or angle brackets")
+		p.add(field, "must be a bare address such as alice@example.com, without a display name or angle brackets")
 		return false
 	}
 	// The account's domain becomes the Message-ID's right-hand side, so it
 	// must be a plain ASCII host name rather than a domain literal.
 	if _, domain, _ := cutLastAt(v); !isASCIIDotAtom(domain) {
-		p.add("account", "the domain %s must be an ASCII host name", quote(domain))
+		p.add(field, "the domain %s must be an ASCII host name", quote(domain))
 		return false
 	}
 	return true

@@ -102,7 +102,15 @@ func TestValidate(t *testing.T) {
 		{name: "html not UTF-8", mutate: func(r *Request) { r.HTML = "\xff" }, field: "html", msg: "UTF-8"},
 		{name: "raw with subject", mutate: func(r *Request) { r.To = nil; r.Text = ""; r.Raw = rawMsg }, field: "subject", msg: "cannot be combined with raw"},
 		{name: "raw with to", mutate: func(r *Request) { r.Subject = ""; r.Text = ""; r.Raw = rawMsg }, field: "to", msg: "cannot be combined with raw"},
-		{name: "raw from mismatch", mutate: func(r *Request) { *r = Request{Account: "mallory@example.com", Raw: rawMsg} }, field: "raw", msg: "does not match account"},
+		// Who it is sent as is CheckSender's (TestCheckSender).
+		{name: "raw from another address", mutate: func(r *Request) { *r = Request{Account: "mallory@example.com", Raw: rawMsg} }},
+		{name: "raw with from", mutate: func(r *Request) { *r = Request{Account: "alice@example.com", From: "alice@example.com", Raw: rawMsg} }, field: "from", msg: "cannot be combined with raw"},
+		{name: "from with name", mutate: func(r *Request) { r.From = "Sales <sales@example.com>" }, field: "from", msg: "bare address"},
+		{name: "from not an address", mutate: func(r *Request) { r.From = "sales" }, field: "from", msg: "not a valid address"},
+		{name: "from CRLF", mutate: func(r *Request) { r.From = "s@example.com\r\nBcc: e@x.io" }, field: "from", msg: "line break"},
+		{name: "from not ASCII", mutate: func(r *Request) { r.From = "jörg@example.com" }, field: "from", msg: "ASCII"},
+		{name: "from domain literal", mutate: func(r *Request) { r.From = "s@[192.0.2.1]" }, field: "from", msg: "ASCII host name"},
+		{name: "from any alias", mutate: func(r *Request) { r.From = "anyone@example.net" }},
 
 		// header text
 		{name: "subject LF", mutate: func(r *Request) { r.Subject = "a\nBcc: e@x.io" }, field: "subject", msg: "line break"},

@@ -60,14 +60,40 @@ func (f *Firestore) Get(ctx context.Context, email string) (*Account, error) {
 	return a, nil
 }
 
-// Upsert implements Store with one Set.
+// Upsert implements Store with one Set of every field, merged so that the
+// stored aliases stay when a has none: a reconnect must not drop them. The
+// empty fields are deleted, so the document is otherwise replaced whole.
 func (f *Firestore) Upsert(ctx context.Context, a *Account) error {
 	c, err := prepare(a)
 	if err != nil {
 		return fmt.Errorf("registry.Upsert: %w", err)
 	}
-	if _, err := f.ref(c.Email).Set(ctx, c); err != nil {
+	fields := make(map[string]any)
+	for _, u := range allFields(c) {
+		if u.Path == "aliases" && len(c.Aliases) == 0 {
+			continue
+		}
+		fields[u.Path] = u.Value
+	}
+	if _, err := f.ref(c.Email).Set(ctx, fields, firestore.MergeAll); err != nil {
 		return wrap("registry.Upsert", err)
+	}
+	f.stats.Write()
+	return nil
+}
+
+// Create implements Store with one Create, which Firestore refuses with
+// AlreadyExists when the document is there.
+func (f *Firestore) Create(ctx context.Context, a *Account) error {
+	c, err := prepare(a)
+	if err != nil {
+		return fmt.Errorf("registry.Create: %w", err)
+	}
+	if _, err := f.ref(c.Email).Create(ctx, c); err != nil {
+		if status.Code(err) == codes.AlreadyExists {
+			return fmt.Errorf("registry.Create: %w", ErrExists)
+		}
+		return wrap("registry.Create", err)
 	}
 	f.stats.Write()
 	return nil
@@ -139,6 +165,53 @@ func (f *Firestore) MarkRefreshed(ctx context.Context, email string, at time.Tim
 	return nil
 }
 
+// SetHold implements Store. It is written only on Gmail's daily-cap
+// answer, so its read-then-write costs nothing per send.
+func (f *Firestore) SetHold(ctx context.Context, email string, until time.Time, reason string, now time.Time) (bool, error) {
+	if err := checkEmail(email); err != nil {
+		return false, fmt.Errorf("registry.SetHold: %w", err)
+	}
+	now = nowOr(now)
+	wrote := false
+	err := f.modify(ctx, email, func(cur *Account) *Account {
+		next, write := withHold(cur, until, reason, now)
+		wrote = write
+		if !write {
+			return nil
+		}
+		return next
+	})
+	if err != nil {
+		return false, wrap("registry.SetHold", err)
+	}
+	return wrote, nil
+}
+
+// SetAliases implements Store.
+func (f *Firestore) SetAliases(ctx context.Context, email string, aliases []string, now time.Time) (*Account, error) {
+	if err := checkEmail(email); err != nil {
+		return nil, fmt.Errorf("registry.SetAliases: %w", err)
+	}
+	clean, err := cleanAliases(email, aliases)
+	if err != nil {
+		return nil, fmt.Errorf("registry.SetAliases: %w", err)
+	}
+	now = nowOr(now)
+	var out *Account
+	err = f.modify(ctx, email, func(cur *Account) *Account {
+		next, write := withAliases(cur, clean, now)
+		out = next
+		if !write {
+			return nil
+		}
+		return next
+	})
+	if err != nil {
+		return nil, wrap("registry.SetAliases", err)
+	}
+	return out.clone(), nil
+}
+
 // modify reads the account and writes what change returns (nil: nothing) on
 // condition that nobody wrote the account in between, rereading when
 // somebody did. Unlike a transaction it takes no lock, so a burst of
@@ -200,6 +273,10 @@ func allFields(a *Account) []firestore.Update {
 		{Path: "updated_at", Value: a.UpdatedAt},
 		{Path: "last_error", Value: stringOrDelete(a.LastError)},
 		{Path: "last_error_at", Value: timeOrDelete(a.LastErrorAt)},
+		{Path: "aliases", Value: aliasesOrDelete(a.Aliases)},
+		{Path: "hold_until", Value: timeOrDelete(a.HoldUntil)},
+		{Path: "hold_reason", Value: stringOrDelete(a.HoldReason)},
+		{Path: "kind", Value: stringOrDelete(string(a.Kind))},
 	}
 }
 
@@ -208,6 +285,13 @@ func timeOrDelete(t time.Time) any {
 		return firestore.Delete
 	}
 	return t
+}
+
+func aliasesOrDelete(aliases []string) any {
+	if len(aliases) == 0 {
+		return firestore.Delete
+	}
+	return aliases
 }
 
 func stringOrDelete(s string) any {

@@ -82,8 +82,31 @@ func (l *Local) Upsert(ctx context.Context, a *Account) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if cur := l.accounts[c.Email]; cur != nil && len(c.Aliases) == 0 {
+		c.Aliases = slices.Clone(cur.Aliases)
+	}
 	if err := l.put(c); err != nil {
 		return fmt.Errorf("registry.Upsert: %w", err)
+	}
+	return nil
+}
+
+// Create implements Store.
+func (l *Local) Create(ctx context.Context, a *Account) error {
+	c, err := prepare(a)
+	if err != nil {
+		return fmt.Errorf("registry.Create: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("registry.Create: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.accounts[c.Email] != nil {
+		return fmt.Errorf("registry.Create: %w", ErrExists)
+	}
+	if err := l.put(c); err != nil {
+		return fmt.Errorf("registry.Create: %w", err)
 	}
 	return nil
 }
@@ -147,6 +170,50 @@ func (l *Local) MarkRefreshed(ctx context.Context, email string, at time.Time) e
 		return fmt.Errorf("registry.MarkRefreshed: %w", err)
 	}
 	return nil
+}
+
+// SetHold implements Store.
+func (l *Local) SetHold(ctx context.Context, email string, until time.Time, reason string, now time.Time) (bool, error) {
+	if err := checkEmail(email); err != nil {
+		return false, fmt.Errorf("registry.SetHold: %w", err)
+	}
+	wrote := false
+	err := l.modify(ctx, email, func(cur *Account) *Account {
+		next, write := withHold(cur, until, reason, nowOr(now))
+		wrote = write
+		if !write {
+			return nil
+		}
+		return next
+	})
+	if err != nil {
+		return false, fmt.Errorf("registry.SetHold: %w", err)
+	}
+	return wrote, nil
+}
+
+// SetAliases implements Store.
+func (l *Local) SetAliases(ctx context.Context, email string, aliases []string, now time.Time) (*Account, error) {
+	if err := checkEmail(email); err != nil {
+		return nil, fmt.Errorf("registry.SetAliases: %w", err)
+	}
+	clean, err := cleanAliases(email, aliases)
+	if err != nil {
+		return nil, fmt.Errorf("registry.SetAliases: %w", err)
+	}
+	var out *Account
+	err = l.modify(ctx, email, func(cur *Account) *Account {
+		next, write := withAliases(cur, clean, nowOr(now))
+		out = next.clone()
+		if !write {
+			return nil
+		}
+		return next
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registry.SetAliases: %w", err)
+	}
+	return out, nil
 }
 
 func (l *Local) modify(ctx context.Context, email string, change func(*Account) *Account) error {

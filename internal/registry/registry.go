@@ -49,6 +49,25 @@ func (s Status) valid() bool {
 	return s == StatusConnected || s == StatusReauthRequired || s == StatusDisconnected
 }
 
+// Kind is how the relay acts as a mailbox.
+type Kind string
+
+const (
+	// KindOAuth (also the empty Kind, as every account stored before kinds
+	// existed is): the owner connected it, and its refresh token is in
+	// Secret Manager.
+	KindOAuth Kind = "oauth"
+	// KindDelegated: a Workspace user the relay acts as through domain-wide
+	// delegation (package delegation). No token is stored; the relay
+	// mints one per hour, and only the Workspace admin can withdraw it.
+	KindDelegated Kind = "delegated"
+)
+
+func (k Kind) valid() bool { return k == "" || k == KindOAuth || k == KindDelegated }
+
+// ErrExists means Create found an account already registered.
+var ErrExists = errors.New("registry: account already registered")
+
 // Account is a registered mailbox.
 type Account struct {
 	// Email is the normalized address (see account.Normalize).
@@ -67,11 +86,33 @@ type Account struct {
 	// it must never hold a token or a message body.
 	LastError   string    `firestore:"last_error,omitempty" json:"last_error,omitempty"`
 	LastErrorAt time.Time `firestore:"last_error_at,omitempty" json:"last_error_at,omitzero"`
+	// Aliases are the send-as aliases the operator registered (SetAliases),
+	// normalized and sorted: addresses the owner verified in Gmail, which a
+	// send request's from may name. gmail.send cannot list them, so the
+	// relay knows only these.
+	Aliases []string `firestore:"aliases,omitempty" json:"aliases,omitempty"`
+	// HoldUntil is when Gmail accepts the mailbox's sends again after it
+	// refused them for its daily sending cap; every sender instance
+	// refuses the account's deliveries until then without calling Gmail.
+	// A past HoldUntil means nothing and is left in place: clearing it
+	// would cost a write per send.
+	HoldUntil time.Time `firestore:"hold_until,omitempty" json:"hold_until,omitzero"`
+	// HoldReason is Gmail's answer that set HoldUntil, as shown to
+	// operators; it must never hold a token or a message body.
+	HoldReason string `firestore:"hold_reason,omitempty" json:"hold_reason,omitempty"`
+	// Kind is empty or KindOAuth for a connected mailbox, KindDelegated
+	// for one the relay acts as through domain-wide delegation.
+	Kind Kind `firestore:"kind,omitempty" json:"kind,omitempty"`
 }
+
+// Delegated reports whether the relay acts as the account through
+// domain-wide delegation rather than a stored refresh token.
+func (a *Account) Delegated() bool { return a.Kind == KindDelegated }
 
 func (a *Account) clone() *Account {
 	c := *a
 	c.Scopes = slices.Clone(a.Scopes)
+	c.Aliases = slices.Clone(a.Aliases)
 	return &c
 }
 
@@ -83,8 +124,22 @@ type Store interface {
 
 	// Upsert writes the whole account, replacing any earlier one: the
 	// confirm step calls it on every connect and reconnect. The address is
-	// stored normalized; a zero UpdatedAt means now.
+	// stored normalized; a zero UpdatedAt means now. Aliases are the
+	// exception: they are the operator's, not the connect flow's, so an
+	// account without Aliases keeps those already stored.
 	Upsert(ctx context.Context, a *Account) error
+
+	// SetAliases replaces the account's send-as aliases with aliases,
+	// normalized, deduplicated and sorted; an empty list removes them all.
+	// It refuses more than MaxAliases, or an entry that is not an address,
+	// and returns the account as stored.
+	SetAliases(ctx context.Context, email string, aliases []string, now time.Time) (*Account, error)
+
+	// Create registers a only if no account is registered under its
+	// address, else it fails with ErrExists: the sender registers a
+	// delegated account on first use this way, so that it can never
+	// overwrite a connect or revive an account the operator disconnected.
+	Create(ctx context.Context, a *Account) error
 
 	// List returns every account, ordered by address.
 	List(ctx context.Context) ([]*Account, error)
@@ -98,11 +153,58 @@ type Store interface {
 	// whether the status changed and what it was before.
 	SetStatus(ctx context.Context, email string, s Status, reason string, now time.Time) (changed bool, prev Status, err error)
 
+	// SetHold records that Gmail refuses the account's sends until until,
+	// for reason, at now. Only a later hold is written: Gmail moves its
+	// time later while it keeps refusing, and an answer that arrives late
+	// must not shorten the hold. A disconnected account is left untouched.
+	// It reports whether it wrote.
+	SetHold(ctx context.Context, email string, until time.Time, reason string, now time.Time) (bool, error)
+
 	// MarkRefreshed records a successful token refresh made at at: it
 	// advances LastRefreshAt and, unless an error was recorded after at,
 	// clears LastError and moves reauth_required back to connected. A
 	// disconnected account is left untouched.
 	MarkRefreshed(ctx context.Context, email string, at time.Time) error
+}
+
+// MaxAliases bounds an account's send-as aliases: enough for the
+// role addresses of one mailbox, and few enough to show on one page.
+const MaxAliases = 30
+
+// cleanAliases is SetAliases's input as stored: normalized, deduplicated
+// and sorted, nil when empty.
+func cleanAliases(email string, aliases []string) ([]string, error) {
+	var out []string
+	for _, a := range aliases {
+		if err := checkEmail(a); err != nil {
+			return nil, fmt.Errorf("alias: %w", err)
+		}
+		n := account.Normalize(a)
+		if n == account.Normalize(email) {
+			return nil, fmt.Errorf("alias %q is the account itself, which needs no alias", n)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	if len(out) > MaxAliases {
+		return nil, fmt.Errorf("%d aliases; the limit is %d", len(out), MaxAliases)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// withAliases is SetAliases's logic, shared by both stores.
+func withAliases(cur *Account, aliases []string, now time.Time) (next *Account, write bool) {
+	if slices.Equal(cur.Aliases, aliases) {
+		return cur, false
+	}
+	next = cur.clone()
+	next.Aliases = aliases
+	if now.After(next.UpdatedAt) {
+		next.UpdatedAt = now
+	}
+	return next, true
 }
 
 // Stats counts the reads and committed writes a store made.
@@ -146,6 +248,9 @@ func prepare(a *Account) (*Account, error) {
 	if !a.Status.valid() {
 		return nil, fmt.Errorf("unknown status %q", a.Status)
 	}
+	if !a.Kind.valid() {
+		return nil, fmt.Errorf("unknown kind %q", a.Kind)
+	}
 	c := a.clone()
 	c.Email = account.Normalize(a.Email)
 	if len(c.Scopes) == 0 {
@@ -155,6 +260,14 @@ func prepare(a *Account) (*Account, error) {
 	c.TokenIssuedAt = norm(c.TokenIssuedAt)
 	c.LastRefreshAt = norm(c.LastRefreshAt)
 	c.LastErrorAt = norm(c.LastErrorAt)
+	c.HoldUntil = norm(c.HoldUntil)
+	if len(c.Aliases) > 0 {
+		aliases, err := cleanAliases(c.Email, c.Aliases)
+		if err != nil {
+			return nil, err
+		}
+		c.Aliases = aliases
+	}
 	c.UpdatedAt = nowOr(c.UpdatedAt)
 	return c, nil
 }
@@ -184,6 +297,22 @@ func withStatus(cur *Account, s Status, reason string, now time.Time) (next *Acc
 		next.LastErrorAt = time.Time{}
 	}
 	return next, changed, true
+}
+
+// withHold is SetHold's logic, shared by both stores: the account after
+// the hold and whether it must be written.
+func withHold(cur *Account, until time.Time, reason string, now time.Time) (*Account, bool) {
+	until = norm(until)
+	if cur.Status == StatusDisconnected || !until.After(cur.HoldUntil) || !until.After(now) {
+		return cur, false
+	}
+	next := cur.clone()
+	next.HoldUntil = until
+	next.HoldReason = reason
+	if now.After(next.UpdatedAt) {
+		next.UpdatedAt = now
+	}
+	return next, true
 }
 
 // refreshed is MarkRefreshed's logic, shared by both stores. UpdatedAt

@@ -64,6 +64,8 @@ func sameAccount(t *testing.T, what string, got, want *registry.Account) {
 // call must give an empty store that no other test sees.
 func runContract(t *testing.T, open func(t *testing.T) store) {
 	ctx := context.Background()
+	runKindContract(t, open)
+	runAliasContract(t, open)
 
 	t.Run("UpsertNormalizesAndGetFindsAnyCase", func(t *testing.T) {
 		t.Parallel()
@@ -326,6 +328,58 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 		}
 	})
 
+	t.Run("SetHoldOnlyExtends", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		upsert(t, s, account(alice, registry.StatusConnected))
+		upsert(t, s, account("gone@example.com", registry.StatusDisconnected))
+		t6 := t0.Add(6 * time.Hour)
+		steps := []struct {
+			name      string
+			email     string
+			until     time.Time
+			now       time.Time
+			wantWrite bool
+			wantUntil time.Time
+		}{
+			{"first hold", " Alice@Example.com", t6, t0, true, us(t6)},
+			{"the same hold again", alice, t6, t0.Add(time.Minute), false, us(t6)},
+			{"an earlier time, answered late", alice, t0.Add(time.Hour), t0.Add(2 * time.Minute), false, us(t6)},
+			{"Gmail moved the time later", alice, t6.Add(time.Hour), t0.Add(3 * time.Minute), true, us(t6.Add(time.Hour))},
+			{"a time already past", alice, t0, t0.Add(8 * time.Hour), false, us(t6.Add(time.Hour))},
+			{"a disconnected account", "gone@example.com", t6, t0, false, time.Time{}},
+		}
+		for _, st := range steps {
+			writes := s.Stats().Writes
+			wrote, err := s.SetHold(ctx, st.email, st.until, "daily cap: "+st.name, st.now)
+			if err != nil {
+				t.Fatalf("%s: SetHold: %v", st.name, err)
+			}
+			if wrote != st.wantWrite || (s.Stats().Writes-writes == 1) != st.wantWrite {
+				t.Errorf("%s: wrote = %v with %d writes; want %v", st.name, wrote, s.Stats().Writes-writes, st.wantWrite)
+			}
+			a := get(t, s, st.email)
+			if !a.HoldUntil.Equal(st.wantUntil) {
+				t.Errorf("%s: HoldUntil = %v, want %v", st.name, a.HoldUntil, st.wantUntil)
+			}
+			if st.wantWrite && (a.HoldReason != "daily cap: "+st.name || !a.UpdatedAt.Equal(us(st.now))) {
+				t.Errorf("%s: HoldReason %q, UpdatedAt %v", st.name, a.HoldReason, a.UpdatedAt)
+			}
+		}
+		// The hold survives a status change, and a reconnect (Upsert of a
+		// fresh account) drops it with everything else.
+		if _, _, err := s.SetStatus(ctx, alice, registry.StatusReauthRequired, "revoked", t0.Add(4*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if a := get(t, s, alice); !a.HoldUntil.Equal(us(t6.Add(time.Hour))) || a.HoldReason == "" {
+			t.Errorf("after SetStatus the hold is %v %q", a.HoldUntil, a.HoldReason)
+		}
+		upsert(t, s, account(alice, registry.StatusConnected))
+		if a := get(t, s, alice); !a.HoldUntil.IsZero() || a.HoldReason != "" {
+			t.Errorf("after a reconnect the hold is %v %q", a.HoldUntil, a.HoldReason)
+		}
+	})
+
 	t.Run("NotFound", func(t *testing.T) {
 		t.Parallel()
 		s := open(t)
@@ -334,6 +388,7 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 			"Get":           func() error { _, err := s.Get(ctx, alice); return err },
 			"SetStatus":     func() error { _, _, err := s.SetStatus(ctx, alice, registry.StatusReauthRequired, "x", t0); return err },
 			"MarkRefreshed": func() error { return s.MarkRefreshed(ctx, alice, t0) },
+			"SetHold":       func() error { _, err := s.SetHold(ctx, alice, t0.Add(time.Hour), "x", t0); return err },
 		} {
 			if err := call(); !errors.Is(err, registry.ErrNotFound) {
 				t.Errorf("%s on a missing account: err = %v, want ErrNotFound", name, err)
@@ -360,6 +415,7 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 			"SetStatus bad":     func() error { _, _, err := s.SetStatus(ctx, alice, "revoked", "", t0); return err },
 			"SetStatus empty":   func() error { _, _, err := s.SetStatus(ctx, "", registry.StatusConnected, "", t0); return err },
 			"MarkRefreshed":     func() error { return s.MarkRefreshed(ctx, "", t0) },
+			"SetHold empty":     func() error { _, err := s.SetHold(ctx, "", t0.Add(time.Hour), "", t0); return err },
 		} {
 			err := call()
 			if err == nil || errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrUnavailable) {

@@ -36,6 +36,9 @@ type Ledger interface {
 type Accounts interface {
 	Get(ctx context.Context, email string) (*registry.Account, error)
 	SetStatus(ctx context.Context, email string, s registry.Status, reason string, now time.Time) (bool, registry.Status, error)
+	SetHold(ctx context.Context, email string, until time.Time, reason string, now time.Time) (bool, error)
+	// Create registers a delegated account on first use (tokens.go).
+	Create(ctx context.Context, a *registry.Account) error
 }
 
 // Results publishes result events.
@@ -78,10 +81,22 @@ type Options struct {
 	// failed result first, since Pub/Sub dead-letters the request next; an
 	// unanswered send on that attempt fails instead of being held.
 	MaxDeliveryAttempts int
-	Now                 func() time.Time
+	// MaxSendAttempts bounds the deliveries that claim a request and try
+	// Gmail (the ledger record's Attempts; 0 means 10): a transient Gmail
+	// failure on that attempt ends in a failed result and an ack. Held
+	// deliveries never claim, so they do not count: Pub/Sub's
+	// max_delivery_attempts can then be high enough to outlast a day's
+	// hold, while an ordinary failure still ends after a few tries.
+	MaxSendAttempts int
+	Now             func() time.Time
 	// Policy says which app may send as whom (nil: one app allowing
 	// every account, as without APPS).
 	Policy *policy.Policy
+	// Delegation sends as users of delegated domains without a connect
+	// (nil: none); Events receives the account events it raises (nil: the
+	// log only). See tokens.go.
+	Delegation Delegation
+	Events     Events
 }
 
 // Sender handles send requests.
@@ -119,10 +134,13 @@ func New(o Options) (*Sender, error) {
 	if o.PaceBudget == 0 {
 		o.PaceBudget = 5 * time.Second
 	}
+	if o.MaxSendAttempts <= 0 {
+		o.MaxSendAttempts = DefaultMaxSendAttempts
+	}
 	if o.Lease <= o.SendTimeout {
 		o.Lease = o.SendTimeout + time.Minute
 	}
-	return &Sender{opts: o, boxes: newMailboxes(o.Tokens, o.OAuth, o.Gmail), holds: map[string]hold{}}, nil
+	return &Sender{opts: o, boxes: newMailboxes(o.Tokens, o.OAuth, o.Gmail, o.Delegation, o.Accounts), holds: map[string]hold{}}, nil
 }
 
 // Delivery is one Pub/Sub delivery of a send request.
@@ -141,6 +159,9 @@ type Delivery struct {
 	// Subscription; a caller without a subscription (a test) may preset it.
 	App string
 }
+
+// DefaultMaxSendAttempts is Options.MaxSendAttempts when unset.
+const DefaultMaxSendAttempts = 10
 
 // ErrRetry wraps every nack, so callers and tests can tell a deliberate
 // redelivery from a bug.
@@ -194,6 +215,11 @@ func (s *Sender) Handle(ctx context.Context, d Delivery) error {
 	ctx = logging.WithLogger(ctx, log)
 	if refusal != nil {
 		return j.refuse(ctx, refusal)
+	}
+	if decodeErr == nil {
+		if err := j.admit(ctx); err != nil {
+			return err
+		}
 	}
 
 	rec, outcome, err := s.opts.Ledger.Claim(ctx, j.id, ledger.ClaimRequest{
@@ -253,39 +279,114 @@ type job struct {
 	account string
 	req     *message.Request
 	rec     *ledger.Record
+
+	// acct and acctErr are the registry's answer, read once by admit.
+	acct    *registry.Account
+	acctErr error
+	read    bool
+	// held is the hold admit let through on the last delivery attempt, so
+	// that run reports it in a failed result instead of losing it.
+	held *hold
+	// paced is how long admit waited for a rate-limited account's slot.
+	paced time.Duration
+	// tried is set once this delivery called Gmail: only such a delivery
+	// counts towards MaxSendAttempts.
+	tried bool
+	// delegated sends through domain-wide delegation; unregistered says
+	// the registry did not know the account yet (tokens.go).
+	delegated, unregistered bool
+}
+
+// admit decides, before the ledger claim and before any token or Gmail
+// call, whether the delivery may try now. A held account (Gmail's daily
+// cap, persisted in the registry so every instance sees it), the project's
+// quota, or a rate limit with no slot within PaceBudget nacks here: the
+// request is redelivered with Pub/Sub's backoff and no attempt is counted.
+// On the last delivery attempt a hold is let through, so that run records
+// it and publishes the failed result rather than Pub/Sub dead-lettering the
+// request without a word.
+func (j *job) admit(ctx context.Context) error {
+	s := j.s
+	// run needs the account anyway: reading it here costs no extra read.
+	j.acct, j.acctErr = s.opts.Accounts.Get(ctx, j.account)
+	j.read = true
+	// An account that cannot send is failed by run at once. One not
+	// registered (yet: a delegated user's first send) still waits for the
+	// project's quota.
+	switch {
+	case j.acctErr == nil && j.acct.Status != registry.StatusConnected:
+		return nil
+	case j.acctErr == nil:
+		s.adopt(j.account, j.acct, s.opts.Now())
+	}
+	wait, h, ok := s.reserve(j.account, s.opts.Now(), s.opts.PaceBudget)
+	if !ok {
+		if j.lastAttempt() {
+			j.held = &h
+			return nil
+		}
+		logging.FromContext(ctx).InfoContext(ctx, "account held; redelivering later without a Gmail call or an attempt",
+			"error_code", h.code, "retry_at", h.until)
+		return fmt.Errorf("%w: %s (held until %s)", ErrRetry, h.msg, h.until.UTC().Format(time.RFC3339))
+	}
+	if wait > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting for the account's next send slot: %v", ErrRetry, ctx.Err())
+		case <-time.After(wait):
+		}
+		j.paced = wait
+	}
+	return nil
 }
 
 func (j *job) run(ctx context.Context) error {
 	s := j.s
 	now := s.opts.Now()
-	acct, err := s.opts.Accounts.Get(ctx, j.account)
+	acct, err := j.acct, j.acctErr
+	if !j.read {
+		acct, err = s.opts.Accounts.Get(ctx, j.account)
+	}
+	delegated, refusal, cause := s.route(j.account, acct, err)
 	switch {
-	case errors.Is(err, registry.ErrNotFound):
-		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeUnknownAccount,
-			Message: j.account + " is not connected to this relay; its owner must connect it first"})
-	case err != nil:
-		return j.retry(ctx, &gmail.Failure{Code: gmail.CodeInternal, Retryable: true, Message: "account registry unavailable"}, err)
-	case acct.Status == registry.StatusDisconnected:
-		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeUnknownAccount,
-			Message: j.account + " was disconnected; its owner must connect it again"})
-	case acct.Status == registry.StatusReauthRequired:
-		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeReauthRequired,
-			Message: j.account + " needs to be reconnected: " + acct.LastError})
+	case refusal != nil && refusal.Retryable:
+		return j.retry(ctx, refusal, cause)
+	case refusal != nil:
+		return j.fail(ctx, refusal)
+	}
+	j.delegated, j.unregistered = delegated, acct == nil
+	if acct == nil {
+		// First use of a delegated user: registered after its first mint.
+		acct = &registry.Account{Email: j.account, Status: registry.StatusConnected, Kind: registry.KindDelegated}
 	}
 
-	raw, err := j.compose(now)
+	raw, err := j.compose(now, acct.Aliases)
 	if err != nil {
 		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeInvalidRequest, Message: err.Error()})
 	}
 
+	if h := j.held; h != nil {
+		// The last delivery attempt of a held request: every hold is
+		// transient, and retry reports it with the time it ends.
+		return j.retry(ctx, &gmail.Failure{Code: h.code, Message: h.msg, RetryAt: h.until, Retryable: true}, nil)
+	}
+
 	var sent *gmail.Sent
 	var f *gmail.Failure
-	budget := s.opts.PaceBudget
+	budget := s.opts.PaceBudget - j.paced
 	for {
+		sent, f = j.send(ctx, raw)
+		if f == nil || f.Code != gmail.CodeRateLimited || f.RetryAt.IsZero() {
+			break
+		}
+		s.hold(j.account, hold{until: f.RetryAt, code: f.Code, msg: f.Message}, s.opts.Now())
+		if budget <= 0 {
+			break
+		}
+		// Gmail asked for a short pause: wait for the account's next slot
+		// within what is left of the budget, then try again.
 		wait, h, ok := s.reserve(j.account, s.opts.Now(), budget)
 		if !ok {
-			// Every hold is transient: the account (or, for the project's
-			// quota, every account) sends again from h.until.
 			return j.retry(ctx, &gmail.Failure{Code: h.code, Message: h.msg, RetryAt: h.until, Retryable: true}, nil)
 		}
 		if wait > 0 {
@@ -295,14 +396,6 @@ func (j *job) run(ctx context.Context) error {
 			case <-time.After(wait):
 			}
 			budget -= wait
-		}
-		sent, f = j.send(ctx, raw)
-		if f == nil || f.Code != gmail.CodeRateLimited || f.RetryAt.IsZero() {
-			break
-		}
-		s.hold(j.account, hold{until: f.RetryAt, code: f.Code, msg: f.Message}, s.opts.Now())
-		if budget <= 0 {
-			break
 		}
 	}
 	// From here on the sender records what Gmail did, or may have done. The
@@ -352,6 +445,9 @@ func (j *job) run(ctx context.Context) error {
 		if !f.RetryAt.IsZero() {
 			s.hold(j.account, hold{until: f.RetryAt, code: f.Code, msg: f.Message}, s.opts.Now())
 		}
+		if f.Code == gmail.CodeDailyLimit && !f.RetryAt.IsZero() {
+			j.persistHold(ctx, f)
+		}
 	case f.Code == gmail.CodeProjectQuota:
 		// Every mailbox shares the project's quota: an operator must know,
 		// and no account should call Gmail before the reset.
@@ -370,7 +466,7 @@ func (j *job) run(ctx context.Context) error {
 // replaced it.
 func (j *job) send(ctx context.Context, raw []byte) (*gmail.Sent, *gmail.Failure) {
 	s := j.s
-	mb, err := s.boxes.get(ctx, j.account)
+	mb, err := s.boxes.getFor(ctx, j.account, j.delegated, j.unregistered)
 	if err != nil {
 		if errors.Is(err, tokenstore.ErrNotFound) {
 			return nil, &gmail.Failure{Code: gmail.CodeReauthRequired, Message: "no stored token for " + j.account + "; its owner must reconnect"}
@@ -388,12 +484,13 @@ func (j *job) send(ctx context.Context, raw []byte) (*gmail.Sent, *gmail.Failure
 	for {
 		refreshes := mb.src.refreshes.Load()
 		sctx, cancel := context.WithTimeout(ctx, s.opts.SendTimeout)
+		j.tried = true
 		sent, err := gmail.Send(sctx, mb.box, raw, j.threadID())
 		cancel()
 		if err == nil {
 			return sent, nil
 		}
-		f := gmail.Classify(err, s.opts.Now())
+		f := s.classify(ctx, j.account, err)
 		// A 401 on an access token minted during this call (or after a
 		// renewal) follows a refresh that succeeded: the grant is alive and
 		// another refresh would mint the same kind of token, so it is
@@ -430,10 +527,11 @@ func (j *job) threadID() string {
 }
 
 // compose returns the message to send: a raw request as it came, after
-// CheckRaw, or the composed request.
-func (j *job) compose(now time.Time) ([]byte, error) {
+// CheckRaw, or the composed request. aliases are the account's registered
+// send-as aliases, which from or raw's From may name.
+func (j *job) compose(now time.Time, aliases []string) ([]byte, error) {
 	if len(j.req.Raw) > 0 {
-		if err := message.CheckRaw(j.req.Raw, j.account); err != nil {
+		if err := message.CheckRaw(j.req.Raw, j.account, aliases...); err != nil {
 			return nil, err
 		}
 		return j.req.Raw, nil
@@ -447,7 +545,7 @@ func (j *job) compose(now time.Time) ([]byte, error) {
 	// field's rules.
 	req := *j.req
 	req.IdempotencyKey = j.key
-	return message.Compose(&req, message.ComposeOptions{Now: now, MessageIDKey: MessageIDKey(j.id)})
+	return message.Compose(&req, message.ComposeOptions{Now: now, MessageIDKey: MessageIDKey(j.id), Aliases: aliases})
 }
 
 func (j *job) markReauth(ctx context.Context, reason string) {
@@ -481,8 +579,29 @@ func (j *job) fail(ctx context.Context, f *gmail.Failure) error {
 	return j.publish(ctx, ev)
 }
 
-// retry releases the claim and asks Pub/Sub to redeliver.
+// persistHold records a daily-cap hold in the registry, so that every
+// instance, and this one after a restart, refuses the account's deliveries
+// until Gmail's time without calling it. The in-process hold already
+// applies, so a failed write only costs other instances one Gmail call.
+func (j *job) persistHold(ctx context.Context, f *gmail.Failure) {
+	if _, err := j.s.opts.Accounts.SetHold(ctx, j.account, f.RetryAt, f.Message, j.s.opts.Now()); err != nil {
+		logging.FromContext(ctx).WarnContext(ctx, "recording the account's hold in the registry failed; other instances learn it from Gmail", "error", err)
+	}
+}
+
+// retry releases the claim and asks Pub/Sub to redeliver, unless this
+// delivery was the request's MaxSendAttempts-th try of Gmail: then it ends
+// in a failed result and an ack, so an ordinary transient failure does not
+// wait for Pub/Sub's (much higher) max_delivery_attempts.
 func (j *job) retry(ctx context.Context, f *gmail.Failure, cause error) error {
+	if max := j.s.opts.MaxSendAttempts; j.tried && j.rec.Attempts >= max {
+		if cause != nil {
+			logging.FromContext(ctx).WarnContext(ctx, "transient failure on the last send attempt", "error", cause)
+		}
+		f.Message += fmt.Sprintf("; this was send attempt %d of %d (SEND_MAX_ATTEMPTS), so the relay stops here: "+
+			"publish the request again, under a new idempotency key, once the cause is fixed", j.rec.Attempts, max)
+		return j.fail(ctx, f)
+	}
 	if err := j.s.opts.Ledger.Release(ctx, j.id, string(f.Code), f.Message, j.s.opts.Now()); err != nil {
 		logging.FromContext(ctx).WarnContext(ctx, "releasing the claim failed; the lease will expire instead", "error", err)
 	}
@@ -600,6 +719,24 @@ func (s *Sender) reserve(account string, now time.Time, budget time.Duration) (t
 	h.next = at.Add(h.spacing)
 	s.holds[account] = h
 	return wait, h, true
+}
+
+// adopt takes a's persisted hold (another instance's, or this one's before
+// a restart) into the in-process holds, unless a later one is there.
+func (s *Sender) adopt(account string, a *registry.Account, now time.Time) {
+	if a == nil || !a.HoldUntil.After(now) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.holds[account]; ok && !cur.until.Before(a.HoldUntil) {
+		return
+	}
+	msg := a.HoldReason
+	if msg == "" {
+		msg = "Gmail refuses this mailbox's sends for its daily sending limit"
+	}
+	s.holds[account] = hold{until: a.HoldUntil, code: gmail.CodeDailyLimit, msg: msg}
 }
 
 // hold pauses account until h.until. A rate-limit hold spaces the waiting

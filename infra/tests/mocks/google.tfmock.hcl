@@ -86,3 +86,14 @@ override_resource {
     url = "https://us-central1-relay-test-123.cloudfunctions.net/gmail-relay-confirm"
   }
 }
+
+override_resource {
+  target = google_service_account.delegate
+  values = {
+    email     = "gmail-relay-delegate@relay-test-123.iam.gserviceaccount.com"
+    member    = "serviceAccount:gmail-relay-delegate@relay-test-123.iam.gserviceaccount.com"
+    name      = "projects/relay-test-123/serviceAccounts/gmail-relay-delegate@relay-test-123.iam.gserviceaccount.com"
+    id        = "projects/relay-test-123/serviceAccounts/gmail-relay-delegate@relay-test-123.iam.gserviceaccount.com"
+    unique_id = "112233445566778899001"
+  }
+}

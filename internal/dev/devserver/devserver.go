@@ -204,6 +204,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		env["OAUTH_TOKEN_URL"] = base + sandbox.TokenPath
 		env["OAUTH_REVOKE_URL"] = base + sandbox.RevokePath
 		env["GMAIL_ENDPOINT"] = base + "/"
+		if err := delegateInSandbox(sb, o.Env, env, base); err != nil {
+			return err
+		}
 	}
 
 	secrets, err := secretfake.Start(ctx, "127.0.0.1:0", secretfake.Options{StatePath: filepath.Join(stateDir, "secrets.json")})
@@ -607,4 +610,39 @@ func build(ctx context.Context, env envconfig.Lookuper, deps wiring.Deps) (*func
 		err = errors.Join(err, cerr)
 	}
 	return nil, err
+}
+
+// DevDelegate is the delegate service account make dev signs as when
+// DELEGATED_DOMAINS is set without DELEGATE_SERVICE_ACCOUNT.
+const DevDelegate = "delegate@" + Project + ".iam.gserviceaccount.com"
+
+// delegateInSandbox plays the Workspace admin for DELEGATED_DOMAINS: the
+// sandbox authorises the delegate's client ID for gmail.send in each
+// domain, and the functions sign through the sandbox's signJwt, so any
+// user of those domains sends with no connect step.
+func delegateInSandbox(sb *sandbox.Server, l envconfig.Lookuper, env map[string]string, base string) error {
+	if l == nil {
+		return nil
+	}
+	raw, _ := l.Lookup("DELEGATED_DOMAINS")
+	if strings.TrimSpace(raw) == "" {
+		return nil
+	}
+	sa, _ := l.Lookup("DELEGATE_SERVICE_ACCOUNT")
+	if sa = strings.TrimSpace(sa); sa == "" {
+		sa = DevDelegate
+	}
+	clientID := sandbox.ServiceAccountClientID(sa)
+	for _, d := range strings.Split(raw, ",") {
+		if d = strings.TrimSpace(d); d == "" {
+			continue
+		}
+		if err := sb.SetDelegation(sandbox.Delegation{Domain: d, ClientID: clientID, Scopes: []string{sandbox.ScopeGmailSend}, Enabled: true}); err != nil {
+			return fmt.Errorf("devserver: DELEGATED_DOMAINS: %w", err)
+		}
+	}
+	env["DELEGATE_SERVICE_ACCOUNT"] = sa
+	env["DELEGATE_CLIENT_ID"] = clientID
+	env["DELEGATION_ENDPOINT"] = base
+	return nil
 }

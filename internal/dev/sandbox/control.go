@@ -36,6 +36,10 @@ import (
 //	POST   /sandbox/verified      {"email": "...", "verified": false}
 //	POST   /sandbox/rotate        {"enabled": true}
 //	POST   /sandbox/reset         knobs and counters back to defaults
+//	POST   /sandbox/aliases       {"email": "...", "aliases": ["sales@example.com"]}: send-as aliases
+//	POST   /sandbox/delegation    {"domain": "example.net", "client_id": "..." or "service_account": "...",
+//	                              "scopes": ["https://www.googleapis.com/auth/gmail.send"], "enabled": true}
+//	POST   /sandbox/delegation/users {"email": "...", "state": "unknown", "suspended" or "active"}
 func (s *Server) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /sandbox/{$}", s.handleIndex)
 	mux.HandleFunc("GET /sandbox/outbox", func(w http.ResponseWriter, r *http.Request) {
@@ -66,6 +70,9 @@ func (s *Server) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /sandbox/deny", s.ctlDeny)
 	mux.HandleFunc("POST /sandbox/verified", s.ctlVerified)
 	mux.HandleFunc("POST /sandbox/rotate", s.ctlRotate)
+	mux.HandleFunc("POST /sandbox/aliases", s.ctlAliases)
+	mux.HandleFunc("POST /sandbox/delegation", s.ctlDelegation)
+	mux.HandleFunc("POST /sandbox/delegation/users", s.ctlDelegatedUser)
 	mux.HandleFunc("POST /sandbox/reset", func(w http.ResponseWriter, r *http.Request) {
 		s.Reset()
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})

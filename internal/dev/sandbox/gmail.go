@@ -568,6 +568,7 @@ func resetConnection(w http.ResponseWriter) {
 // a temporary file in the same directory and a rename, so that a reader
 // never sees part of a message.
 func (s *Server) store(email, threadID string, raw []byte) (OutboxMessage, error) {
+	raw = s.applySendAs(email, raw)
 	now := s.now()
 	id := s.newMessageID(now)
 	if threadID == "" {

@@ -142,6 +142,8 @@ type Server struct {
 	buckets map[string]*tokenBucket   // per-user send rate
 	rng     *rand.Rand                // random faults; nil when off
 	rates   []faultRate               // random fault rates, in a fixed order
+	deleg   delegationState           // domain-wide delegation (delegation.go)
+	sendAs  sendAsBook                // send-as aliases per mailbox (aliases.go)
 	stateV  uint64                    // bumped on every state change
 	savedV  uint64                    // last version written to disk
 	saveMu  sync.Mutex                // serialises state.json writes
@@ -231,6 +233,7 @@ func (s *Server) Paths() []string {
 		GmailPathPrefix,
 		UploadPathPrefix,
 		ControlPath,
+		SignJWTPathPrefix,
 	}
 }
 
@@ -268,6 +271,7 @@ func (s *Server) routes() {
 	mux.HandleFunc(JWKSPath, s.handleJWKS)
 	mux.HandleFunc(GmailPathPrefix, s.handleGmail)
 	mux.HandleFunc(UploadPathPrefix, s.handleUpload)
+	mux.HandleFunc(SignJWTPathPrefix, s.handleSignJWT)
 	s.controlRoutes(mux)
 	s.mux = mux
 }
@@ -280,6 +284,9 @@ type counters struct {
 	sendsFaulted     atomic.Int64
 	sendsRateLimited atomic.Int64
 	sendsRejected    atomic.Int64
+	signJWTCalls     atomic.Int64
+	delegatedTokens  atomic.Int64
+	delegationDenied atomic.Int64
 }
 
 // Stats is a snapshot of the Server's counters.
@@ -297,6 +304,12 @@ type Stats struct {
 	SendsRateLimited int64 `json:"sends_rate_limited"`
 	// SendsRejected counts sends refused for their credentials or content.
 	SendsRejected int64 `json:"sends_rejected"`
+	// SignJWTCalls counts IAM Credentials signJwt calls answered.
+	SignJWTCalls int64 `json:"sign_jwt_calls"`
+	// DelegatedTokens counts access tokens issued for assertion grants
+	// (domain-wide delegation); DelegationDenied those refused.
+	DelegatedTokens  int64 `json:"delegated_tokens"`
+	DelegationDenied int64 `json:"delegation_denied"`
 }
 
 // Stats returns the current counters.
@@ -308,6 +321,9 @@ func (s *Server) Stats() Stats {
 		SendsFaulted:     s.stats.sendsFaulted.Load(),
 		SendsRateLimited: s.stats.sendsRateLimited.Load(),
 		SendsRejected:    s.stats.sendsRejected.Load(),
+		SignJWTCalls:     s.stats.signJWTCalls.Load(),
+		DelegatedTokens:  s.stats.delegatedTokens.Load(),
+		DelegationDenied: s.stats.delegationDenied.Load(),
 	}
 }
 
@@ -318,4 +334,7 @@ func (c *counters) reset() {
 	c.sendsFaulted.Store(0)
 	c.sendsRateLimited.Store(0)
 	c.sendsRejected.Store(0)
+	c.signJWTCalls.Store(0)
+	c.delegatedTokens.Store(0)
+	c.delegationDenied.Store(0)
 }

@@ -82,6 +82,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, &oauthError{http.StatusBadRequest, "invalid_request", "Invalid request body."})
 		return
 	}
+	if isAssertionGrant(r) {
+		s.assertionGrant(w, r)
+		return
+	}
 	c, oerr := s.authenticateClient(r)
 	if oerr != nil {
 		writeOAuthError(w, oerr)

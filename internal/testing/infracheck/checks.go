@@ -23,9 +23,9 @@ var Functions = []string{"authorize", "confirm", "sender", "admin", "healthcheck
 var FunctionEnv = map[string][]string{
 	"authorize":   {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_REDIRECT_URL", "ALLOWED_DOMAINS", "ALLOWED_EMAILS"},
 	"confirm":     {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_REDIRECT_URL", "ALLOWED_DOMAINS", "ALLOWED_EMAILS", "CONNECT_URL", "STORE_BACKEND", "FIRESTORE_DATABASE"},
-	"sender":      {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "ALLOWED_DOMAINS", "ALLOWED_EMAILS", "APPS", "RESULTS_TOPIC", "CONNECT_URL", "SEND_LEASE", "SEND_TIMEOUT", "SEND_MAX_DELIVERY_ATTEMPTS", "STORE_BACKEND", "FIRESTORE_DATABASE", "GOMEMLIMIT"},
-	"admin":       {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "CONNECT_URL", "ADMIN_URL", "OAUTH_APP_TESTING", "STORE_BACKEND", "FIRESTORE_DATABASE"},
-	"healthcheck": {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "CONNECT_URL", "ACCOUNT_EVENTS_TOPIC", "OAUTH_APP_TESTING", "STORE_BACKEND", "FIRESTORE_DATABASE"},
+	"sender":      {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "ALLOWED_DOMAINS", "ALLOWED_EMAILS", "APPS", "RESULTS_TOPIC", "CONNECT_URL", "SEND_LEASE", "SEND_TIMEOUT", "SEND_MAX_DELIVERY_ATTEMPTS", "SEND_MAX_ATTEMPTS", "STORE_BACKEND", "FIRESTORE_DATABASE", "GOMEMLIMIT", "ACCOUNT_EVENTS_TOPIC", "DELEGATED_DOMAINS", "DELEGATE_SERVICE_ACCOUNT", "DELEGATE_CLIENT_ID"},
+	"admin":       {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "CONNECT_URL", "ADMIN_URL", "OAUTH_APP_TESTING", "STORE_BACKEND", "FIRESTORE_DATABASE", "DELEGATED_DOMAINS", "DELEGATE_SERVICE_ACCOUNT", "DELEGATE_CLIENT_ID"},
+	"healthcheck": {"GOOGLE_CLOUD_PROJECT", "LOG_LEVEL", "OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "CONNECT_URL", "ACCOUNT_EVENTS_TOPIC", "OAUTH_APP_TESTING", "STORE_BACKEND", "FIRESTORE_DATABASE", "DELEGATED_DOMAINS", "DELEGATE_SERVICE_ACCOUNT", "DELEGATE_CLIENT_ID"},
 }
 
 // RuntimeEnv are variables in FunctionEnv that the Go runtime reads, not the
@@ -49,9 +49,9 @@ var RequiredAPIs = []string{
 // ValidatedVariables must exist and carry at least one validation block.
 var ValidatedVariables = []string{
 	"project_id", "region", "name_prefix", "oauth_client_id", "allowed_domains", "allowed_emails",
-	"sender_max_instances", "sender_concurrency", "max_delivery_attempts", "healthcheck_schedule",
+	"sender_max_instances", "sender_concurrency", "max_delivery_attempts", "max_send_attempts", "healthcheck_schedule",
 	"alert_email", "admin_invokers", "log_level", "firestore_location", "source_archive",
-	"apps", "sender_memory_mib",
+	"apps", "sender_memory_mib", "delegated_domains",
 }
 
 // ProviderVersion is the version constraint every Google provider must use.
@@ -97,6 +97,7 @@ func Checks() []Check {
 		{"topic-publishers", checkTopicPublishers},
 		{"function-roles", checkFunctionRoles},
 		{"sender-memory", checkSenderMemory},
+		{"delegation", checkDelegation},
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 
 // devOnlyEnv are variables the config package reads for `make dev` and tests
 // (emulators, the sandbox); a deployment leaves them unset.
-var devOnlyEnv = []string{"SECRET_MANAGER_EMULATOR_HOST", "GMAIL_ENDPOINT"}
+var devOnlyEnv = []string{"SECRET_MANAGER_EMULATOR_HOST", "GMAIL_ENDPOINT", "DELEGATION_ENDPOINT"}
 
 // envTags returns the variables a config struct reads and whether each has a
 // default, following embedded structs.

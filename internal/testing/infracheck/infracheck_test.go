@@ -246,6 +246,12 @@ var mutations = []mutation{
 	{"sender without SEND_MAX_DELIVERY_ATTEMPTS", "dead-letter", func(tr tree) error {
 		return tr.removeLine("functions.tf", "SEND_MAX_DELIVERY_ATTEMPTS")
 	}},
+	{"sender without SEND_MAX_ATTEMPTS", "function-env", func(tr tree) error {
+		return tr.removeLine("functions.tf", "SEND_MAX_ATTEMPTS =")
+	}},
+	{"max_send_attempts without validation", "validations", func(tr tree) error {
+		return tr.removeBlock("variables.tf", `variable "max_send_attempts"`, "validation {")
+	}},
 	{"sender without SEND_LEASE", "function-env", func(tr tree) error {
 		return tr.removeLine("functions.tf", "SEND_LEASE")
 	}},
@@ -253,7 +259,39 @@ var mutations = []mutation{
 		return tr.replaceOnce("locals.tf", "OAUTH_CLIENT_ID      = var.oauth_client_id", "OAUTH_CLIENT_ID      = var.oauth_client_id\n    OAUTH_CLIENT_SECRET  = \"not-here\"")
 	}},
 	{"variable the config does not read", "function-env", func(tr tree) error {
-		return tr.replaceOnce("functions.tf", "ACCOUNT_EVENTS_TOPIC =", "ACCOUNT_EVENT_TOPIC =")
+		return tr.replaceOnce("functions.tf", "ACCOUNT_EVENTS_TOPIC = google_pubsub_topic.account_events.name\n      OAUTH_APP_TESTING", "ACCOUNT_EVENT_TOPIC = google_pubsub_topic.account_events.name\n      OAUTH_APP_TESTING")
+	}},
+	{"token creator on the whole project", "delegation", func(tr tree) error {
+		return tr.appendTo("iam.tf", `resource "google_project_iam_member" "sender_signs_everything" {
+  project = var.project_id
+  role    = "roles/iam.serviceAccountTokenCreator"
+  member  = google_service_account.sender.member
+}`)
+	}},
+	{"token creator on another account", "delegation", func(tr tree) error {
+		return tr.replaceOnce("delegation.tf", "service_account_id = google_service_account.delegate[0].name", "service_account_id = google_service_account.sender.name")
+	}},
+	{"confirm may sign as the delegate", "delegation", func(tr tree) error {
+		return tr.replaceOnce("delegation.tf", "sender      = google_service_account.sender.member", "sender      = google_service_account.confirm.member")
+	}},
+	{"healthcheck may not sign as the delegate", "delegation", func(tr tree) error {
+		return tr.removeLine("delegation.tf", "healthcheck = google_service_account.healthcheck.member")
+	}},
+	{"a custom role with signJwt", "delegation", func(tr tree) error {
+		return tr.appendTo("iam.tf", `resource "google_project_iam_custom_role" "signer" {
+  role_id     = "signer"
+  title       = "signer"
+  permissions = ["iam.serviceAccounts.signJwt"]
+}
+resource "google_project_iam_member" "admin_signs" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.signer.id
+  member  = google_service_account.admin.member
+}`)
+	}},
+	{"the Pub/Sub agent's grant widened to the sender", "delegation", func(tr tree) error {
+		return tr.replaceOnce("iam.tf", "service_account_id = google_service_account.push.name\n  role               = \"roles/iam.serviceAccountTokenCreator\"\n  member             = local.pubsub_agent_member",
+			"service_account_id = google_service_account.push.name\n  role               = \"roles/iam.serviceAccountTokenCreator\"\n  member             = google_service_account.sender.member")
 	}},
 	{"confirm sends a different redirect URI", "redirect-uri", func(tr tree) error {
 		return tr.replaceOnce("functions.tf", "OAUTH_REDIRECT_URL = local.redirect_uri\n      CONNECT_URL", "OAUTH_REDIRECT_URL = \"${local.redirect_uri}/\"\n      CONNECT_URL")

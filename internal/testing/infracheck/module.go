@@ -327,8 +327,15 @@ func (m *Module) eachItemDepth(e hclsyntax.Expression, f func(string, hclsyntax.
 		return fmt.Errorf("%s at %s cannot be read without evaluating it", strings.Join(s, "."), e.Range())
 	case *hclsyntax.ParenthesesExpr:
 		return m.eachItemDepth(e.Expression, f, depth+1)
+	case *hclsyntax.ConditionalExpr:
+		// Both branches: every key a deployment may get (local.delegation_env
+		// is empty without delegated_domains).
+		if err := m.eachItemDepth(e.TrueResult, f, depth+1); err != nil {
+			return err
+		}
+		return m.eachItemDepth(e.FalseResult, f, depth+1)
 	}
-	return fmt.Errorf("expression at %s is not an object literal, merge() or a local", e.Range())
+	return fmt.Errorf("expression at %s is not an object literal, merge(), a conditional or a local", e.Range())
 }
 
 // render writes an expression as text: literal parts as they are, topic
