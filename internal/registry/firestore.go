@@ -70,7 +70,7 @@ func (f *Firestore) Upsert(ctx context.Context, a *Account) error {
 	}
 	fields := make(map[string]any)
 	for _, u := range allFields(c) {
-		if u.Path == "aliases" && len(c.Aliases) == 0 {
+		if (u.Path == "aliases" && len(c.Aliases) == 0) || (u.Path == "daily_limit" && c.DailyLimit <= 0) {
 			continue
 		}
 		fields[u.Path] = u.Value
@@ -277,7 +277,16 @@ func allFields(a *Account) []firestore.Update {
 		{Path: "hold_until", Value: timeOrDelete(a.HoldUntil)},
 		{Path: "hold_reason", Value: stringOrDelete(a.HoldReason)},
 		{Path: "kind", Value: stringOrDelete(string(a.Kind))},
+		{Path: "hosted_domain", Value: stringOrDelete(a.HostedDomain)},
+		{Path: "daily_limit", Value: limitOrDelete(a.DailyLimit)},
 	}
+}
+
+func limitOrDelete(n int) any {
+	if n <= 0 {
+		return firestore.Delete
+	}
+	return n
 }
 
 func timeOrDelete(t time.Time) any {
@@ -302,3 +311,27 @@ func stringOrDelete(s string) any {
 }
 
 func wrap(op string, err error) error { return storeops.Wrap(op, err, ErrNotFound, ErrUnavailable) }
+
+// SetDailyLimit implements Store.
+func (f *Firestore) SetDailyLimit(ctx context.Context, email string, limit int, now time.Time) (*Account, error) {
+	if err := checkEmail(email); err != nil {
+		return nil, fmt.Errorf("registry.SetDailyLimit: %w", err)
+	}
+	if err := checkDailyLimit(limit); err != nil {
+		return nil, fmt.Errorf("registry.SetDailyLimit: %w", err)
+	}
+	now = nowOr(now)
+	var out *Account
+	err := f.modify(ctx, email, func(cur *Account) *Account {
+		next, write := withDailyLimit(cur, limit, now)
+		out = next
+		if !write {
+			return nil
+		}
+		return next
+	})
+	if err != nil {
+		return nil, wrap("registry.SetDailyLimit", err)
+	}
+	return out.clone(), nil
+}

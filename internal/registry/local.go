@@ -82,8 +82,13 @@ func (l *Local) Upsert(ctx context.Context, a *Account) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if cur := l.accounts[c.Email]; cur != nil && len(c.Aliases) == 0 {
-		c.Aliases = slices.Clone(cur.Aliases)
+	if cur := l.accounts[c.Email]; cur != nil {
+		if len(c.Aliases) == 0 {
+			c.Aliases = slices.Clone(cur.Aliases)
+		}
+		if c.DailyLimit <= 0 {
+			c.DailyLimit = cur.DailyLimit
+		}
 	}
 	if err := l.put(c); err != nil {
 		return fmt.Errorf("registry.Upsert: %w", err)
@@ -266,4 +271,27 @@ func (l *Local) save() error {
 		return err
 	}
 	return atomicfile.Write(l.path, b, 0o600)
+}
+
+// SetDailyLimit implements Store.
+func (l *Local) SetDailyLimit(ctx context.Context, email string, limit int, now time.Time) (*Account, error) {
+	if err := checkEmail(email); err != nil {
+		return nil, fmt.Errorf("registry.SetDailyLimit: %w", err)
+	}
+	if err := checkDailyLimit(limit); err != nil {
+		return nil, fmt.Errorf("registry.SetDailyLimit: %w", err)
+	}
+	var out *Account
+	err := l.modify(ctx, email, func(cur *Account) *Account {
+		next, write := withDailyLimit(cur, limit, nowOr(now))
+		out = next.clone()
+		if !write {
+			return nil
+		}
+		return next
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registry.SetDailyLimit: %w", err)
+	}
+	return out, nil
 }

@@ -103,7 +103,17 @@ type Account struct {
 	// Kind is empty or KindOAuth for a connected mailbox, KindDelegated
 	// for one the relay acts as through domain-wide delegation.
 	Kind Kind `firestore:"kind,omitempty" json:"kind,omitempty"`
+	// HostedDomain is the Workspace domain Google named (the ID token's
+	// hd) at connect, empty for consumer Gmail: it picks the daily limits.
+	HostedDomain string `firestore:"hosted_domain,omitempty" json:"hosted_domain,omitempty"`
+	// DailyLimit, when positive, is the operator's message limit for the
+	// mailbox over a rolling 24 hours, in place of its kind's default. It
+	// is the operator's, not the connect flow's, so Upsert keeps it.
+	DailyLimit int `firestore:"daily_limit,omitempty" json:"daily_limit,omitempty"`
 }
+
+// Limits are the account's daily sending limits (see DailyLimits).
+func (a *Account) Limits() Limits { return DailyLimits(a.HostedDomain, a.Delegated(), a.DailyLimit) }
 
 // Delegated reports whether the relay acts as the account through
 // domain-wide delegation rather than a stored refresh token.
@@ -124,9 +134,9 @@ type Store interface {
 
 	// Upsert writes the whole account, replacing any earlier one: the
 	// confirm step calls it on every connect and reconnect. The address is
-	// stored normalized; a zero UpdatedAt means now. Aliases are the
-	// exception: they are the operator's, not the connect flow's, so an
-	// account without Aliases keeps those already stored.
+	// stored normalized; a zero UpdatedAt means now. Aliases and
+	// DailyLimit are the exception: they are the operator's, not the
+	// connect flow's, so an account without them keeps those stored.
 	Upsert(ctx context.Context, a *Account) error
 
 	// SetAliases replaces the account's send-as aliases with aliases,
@@ -134,6 +144,11 @@ type Store interface {
 	// It refuses more than MaxAliases, or an entry that is not an address,
 	// and returns the account as stored.
 	SetAliases(ctx context.Context, email string, aliases []string, now time.Time) (*Account, error)
+
+	// SetDailyLimit sets the operator's daily message limit for the
+	// account; zero restores its kind's default. It returns the account
+	// as stored and writes nothing when the limit is already limit.
+	SetDailyLimit(ctx context.Context, email string, limit int, now time.Time) (*Account, error)
 
 	// Create registers a only if no account is registered under its
 	// address, else it fails with ErrExists: the sender registers a
@@ -192,6 +207,30 @@ func cleanAliases(email string, aliases []string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// MaxDailyLimit bounds an operator's daily limit: above Workspace's own
+// 2,000 Gmail refuses anyway, and a typo should not disable the guard.
+const MaxDailyLimit = WorkspaceDailyMessages
+
+func checkDailyLimit(limit int) error {
+	if limit < 0 || limit > MaxDailyLimit {
+		return fmt.Errorf("daily limit %d is outside 0..%d (0 restores the default)", limit, MaxDailyLimit)
+	}
+	return nil
+}
+
+// withDailyLimit is SetDailyLimit's logic, shared by both stores.
+func withDailyLimit(cur *Account, limit int, now time.Time) (next *Account, write bool) {
+	if cur.DailyLimit == limit {
+		return cur, false
+	}
+	next = cur.clone()
+	next.DailyLimit = limit
+	if now.After(next.UpdatedAt) {
+		next.UpdatedAt = now
+	}
+	return next, true
 }
 
 // withAliases is SetAliases's logic, shared by both stores.
@@ -261,6 +300,8 @@ func prepare(a *Account) (*Account, error) {
 	c.LastRefreshAt = norm(c.LastRefreshAt)
 	c.LastErrorAt = norm(c.LastErrorAt)
 	c.HoldUntil = norm(c.HoldUntil)
+	c.HostedDomain = strings.ToLower(strings.TrimSpace(c.HostedDomain))
+	c.DailyLimit = max(c.DailyLimit, 0)
 	if len(c.Aliases) > 0 {
 		aliases, err := cleanAliases(c.Email, c.Aliases)
 		if err != nil {

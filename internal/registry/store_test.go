@@ -66,6 +66,7 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 	ctx := context.Background()
 	runKindContract(t, open)
 	runAliasContract(t, open)
+	runQuotaContract(t, open)
 
 	t.Run("UpsertNormalizesAndGetFindsAnyCase", func(t *testing.T) {
 		t.Parallel()
