@@ -224,9 +224,6 @@ func (o ClaimOutcome) String() string {
 
 // ClaimRequest describes the delivery that wants the lease.
 type ClaimRequest struct {
-	// Deprecated: the scope in the ID carries the account, and Claim
-	// ignores this field.
-	Account         string
 	PubSubMessageID string
 	// Fingerprint is the Fingerprint of this delivery's data. Empty never
 	// matches and never differs: a failed record then stays a duplicate.

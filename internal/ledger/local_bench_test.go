@@ -24,7 +24,7 @@ func BenchmarkLocalClaimFinish(b *testing.B) {
 	for b.Loop() {
 		key := "bench/" + strconv.Itoa(i)
 		i++
-		if _, _, err := l.Claim(ctx, id(key), ledger.ClaimRequest{Account: "alice@example.com", PubSubMessageID: key, Lease: time.Minute, Now: now}); err != nil {
+		if _, _, err := l.Claim(ctx, id(key), ledger.ClaimRequest{PubSubMessageID: key, Lease: time.Minute, Now: now}); err != nil {
 			b.Fatal(err)
 		}
 		if err := l.Finish(ctx, id(key), ledger.Finish{State: ledger.StateSent, GmailMessageID: "g-" + key, GmailThreadID: "t-" + key, Now: now}); err != nil {

@@ -33,7 +33,7 @@ func id(key string) string { return ledger.Scope{Account: "alice@example.com", K
 func claim(t *testing.T, s ledger.Store, key string, now time.Time) (*ledger.Record, ledger.ClaimOutcome) {
 	t.Helper()
 	rec, out, err := s.Claim(context.Background(), id(key), ledger.ClaimRequest{
-		Account: "alice@example.com", PubSubMessageID: "m-" + now.Format(time.RFC3339Nano), Lease: lease, Now: now,
+		PubSubMessageID: "m-" + now.Format(time.RFC3339Nano), Lease: lease, Now: now,
 	})
 	if err != nil {
 		t.Fatalf("Claim(%q, %v): %v", key, now, err)
@@ -72,7 +72,7 @@ func runContract(t *testing.T, open func(t *testing.T) store) {
 	t.Run("ClaimNew", func(t *testing.T) {
 		t.Parallel()
 		s := open(t)
-		rec, out, err := s.Claim(ctx, id("order/42"), ledger.ClaimRequest{Account: "alice@example.com", PubSubMessageID: "p1", Lease: lease, Now: t0})
+		rec, out, err := s.Claim(ctx, id("order/42"), ledger.ClaimRequest{PubSubMessageID: "p1", Lease: lease, Now: t0})
 		if err != nil {
 			t.Fatal(err)
 		}

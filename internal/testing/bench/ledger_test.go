@@ -92,9 +92,13 @@ func (l *memLedger) Claim(_ context.Context, key string, c ledger.ClaimRequest) 
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	scope, err := ledger.ParseID(key)
+	if err != nil {
+		return nil, 0, err
+	}
 	cur := l.recs[key]
 	if cur == nil || (!cur.ExpireAt.IsZero() && !now.Before(cur.ExpireAt)) {
-		r := &ledger.Record{Key: key, State: ledger.StateSending, Account: c.Account, PubSubMessageID: c.PubSubMessageID,
+		r := &ledger.Record{Key: scope.Key, App: scope.App, State: ledger.StateSending, Account: scope.Account, PubSubMessageID: c.PubSubMessageID,
 			Attempts: 1, LeaseUntil: now.Add(c.Lease), CreatedAt: now, UpdatedAt: now, ExpireAt: now.Add(ledger.TTL)}
 		l.recs[key] = r
 		l.writes.Add(1)
