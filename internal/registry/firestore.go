@@ -335,3 +335,34 @@ func (f *Firestore) SetDailyLimit(ctx context.Context, email string, limit int, 
 	}
 	return out.clone(), nil
 }
+
+// AddUsage implements Store with one blind update: an increment per hour
+// counted and a delete per hour dropped, so that concurrent senders add up
+// rather than overwrite each other, and no read is billed.
+func (f *Firestore) AddUsage(ctx context.Context, email string, add []Bucket, drop []time.Time) error {
+	if err := checkEmail(email); err != nil {
+		return fmt.Errorf("registry.AddUsage: %w", err)
+	}
+	var updates []firestore.Update
+	for _, b := range mergeBuckets(add) {
+		k := HourKey(b.Hour)
+		updates = append(updates,
+			firestore.Update{FieldPath: firestore.FieldPath{"usage", k, "messages"}, Value: firestore.Increment(b.Messages)},
+			firestore.Update{FieldPath: firestore.FieldPath{"usage", k, "recipients"}, Value: firestore.Increment(b.Recipients)})
+	}
+	counted := usageHours(add)
+	for _, h := range drop {
+		if k := HourKey(h); !counted[k] {
+			updates = append(updates, firestore.Update{FieldPath: firestore.FieldPath{"usage", k}, Value: firestore.Delete})
+			counted[k] = true
+		}
+	}
+	if len(updates) == 0 {
+		return nil
+	}
+	if _, err := f.ref(email).Update(ctx, updates); err != nil {
+		return wrap("registry.AddUsage", err)
+	}
+	f.stats.Write()
+	return nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -89,6 +90,12 @@ func (l *Local) Upsert(ctx context.Context, a *Account) error {
 		if c.DailyLimit <= 0 {
 			c.DailyLimit = cur.DailyLimit
 		}
+	}
+	// The senders' count is theirs alone, as in Firestore, where Upsert
+	// does not name the field.
+	c.Usage = nil
+	if cur := l.accounts[c.Email]; cur != nil {
+		c.Usage = maps.Clone(cur.Usage)
 	}
 	if err := l.put(c); err != nil {
 		return fmt.Errorf("registry.Upsert: %w", err)
@@ -294,4 +301,27 @@ func (l *Local) SetDailyLimit(ctx context.Context, email string, limit int, now 
 		return nil, fmt.Errorf("registry.SetDailyLimit: %w", err)
 	}
 	return out, nil
+}
+
+// AddUsage implements Store. Like Firestore's blind update it counts a
+// write and no read.
+func (l *Local) AddUsage(ctx context.Context, email string, add []Bucket, drop []time.Time) error {
+	if err := checkEmail(email); err != nil {
+		return fmt.Errorf("registry.AddUsage: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("registry.AddUsage: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cur := l.accounts[account.Normalize(email)]
+	if cur == nil {
+		return fmt.Errorf("registry.AddUsage: %w", ErrNotFound)
+	}
+	next := cur.clone()
+	next.Usage = withUsage(cur.Usage, add, drop)
+	if err := l.put(next); err != nil {
+		return fmt.Errorf("registry.AddUsage: %w", err)
+	}
+	return nil
 }

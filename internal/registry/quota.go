@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"maps"
 	"slices"
 	"time"
 )
@@ -51,6 +52,16 @@ type Bucket struct {
 
 // HourOf is the bucket a send at t counts in.
 func HourOf(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
+
+// hourKeyLayout formats an hour as Usage's key: sortable, and free of the
+// dots a Firestore field path would split on.
+const hourKeyLayout = "2006010215"
+
+// HourKey is Usage's key for the hour holding t.
+func HourKey(t time.Time) string { return HourOf(t).Format(hourKeyLayout) }
+
+// Live reports whether b still counts at now.
+func (b Bucket) Live(now time.Time) bool { return b.live(now) }
 
 // live reports whether b still counts at now.
 func (b Bucket) live(now time.Time) bool { return now.Before(b.Hour.Add(time.Hour + QuotaWindow)) }
@@ -107,4 +118,55 @@ func Count(buckets []Bucket, now time.Time, recipients int) []Bucket {
 		}
 	}
 	return append(out, Bucket{Hour: h, Messages: 1, Recipients: recipients})
+}
+
+// mergeBuckets sums buckets of the same hour, in hour order.
+func mergeBuckets(bs []Bucket) []Bucket {
+	var out []Bucket
+	for _, b := range bs {
+		h := HourOf(b.Hour)
+		i := slices.IndexFunc(out, func(o Bucket) bool { return o.Hour.Equal(h) })
+		if i < 0 {
+			out = append(out, Bucket{Hour: h})
+			i = len(out) - 1
+		}
+		out[i].Messages += b.Messages
+		out[i].Recipients += b.Recipients
+	}
+	slices.SortFunc(out, func(a, b Bucket) int { return a.Hour.Compare(b.Hour) })
+	return out
+}
+
+func usageHours(bs []Bucket) map[string]bool {
+	m := make(map[string]bool, len(bs))
+	for _, b := range bs {
+		m[HourKey(b.Hour)] = true
+	}
+	return m
+}
+
+// withUsage is AddUsage applied to a stored Usage: dropped hours go unless
+// this same write counts in them, and counted hours add up.
+func withUsage(cur map[string]HourCount, add []Bucket, drop []time.Time) map[string]HourCount {
+	next := maps.Clone(cur)
+	if next == nil {
+		next = map[string]HourCount{}
+	}
+	counted := usageHours(add)
+	for _, h := range drop {
+		if k := HourKey(h); !counted[k] {
+			delete(next, k)
+		}
+	}
+	for _, b := range mergeBuckets(add) {
+		k := HourKey(b.Hour)
+		c := next[k]
+		c.Messages += b.Messages
+		c.Recipients += b.Recipients
+		next[k] = c
+	}
+	if len(next) == 0 {
+		return nil
+	}
+	return next
 }

@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
@@ -147,6 +148,58 @@ func runQuotaContract(t *testing.T, open func(t *testing.T) store) {
 		}
 		if l := got.Limits(); l != (registry.Limits{Messages: 2}) {
 			t.Fatalf("Limits after reconnect = %+v", l)
+		}
+	})
+	t.Run("AddUsage", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		s := open(t)
+		upsert(t, s, account(alice, registry.StatusConnected))
+		h0 := registry.HourOf(t0)
+		h1 := h0.Add(time.Hour)
+		writes, reads := s.Stats().Writes, s.Stats().Reads
+		// Two hours counted in one write, the first in two parts.
+		if err := s.AddUsage(ctx, " Alice@Example.com", []registry.Bucket{
+			{Hour: h0, Messages: 2, Recipients: 3}, {Hour: h1, Messages: 1, Recipients: 1}, {Hour: h0.Add(10 * time.Minute), Messages: 1, Recipients: 4},
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if w, r := s.Stats().Writes-writes, s.Stats().Reads-reads; w != 1 || r != 0 {
+			t.Errorf("AddUsage cost %d writes and %d reads, want 1 and 0", w, r)
+		}
+		// Concurrent adds sum rather than overwrite.
+		done := make(chan error, 4)
+		for range 4 {
+			go func() { done <- s.AddUsage(ctx, alice, []registry.Bucket{{Hour: h1, Messages: 1, Recipients: 2}}, nil) }()
+		}
+		for range 4 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := get(t, s, alice)
+		want := map[string]registry.HourCount{
+			registry.HourKey(h0): {Messages: 3, Recipients: 7},
+			registry.HourKey(h1): {Messages: 5, Recipients: 9},
+		}
+		if !maps.Equal(got.Usage, want) {
+			t.Fatalf("Usage = %v, want %v", got.Usage, want)
+		}
+		if m, r := got.Used(h1.Add(30 * time.Minute)); m != 8 || r != 16 {
+			t.Errorf("Used = %d messages %d recipients, want 8 and 16", m, r)
+		}
+		// A reconnect keeps the count; dropping an hour removes it, unless
+		// the same write counts in it.
+		upsert(t, s, account(alice, registry.StatusConnected))
+		if err := s.AddUsage(ctx, alice, []registry.Bucket{{Hour: h1, Messages: 1, Recipients: 1}}, []time.Time{h0, h1}); err != nil {
+			t.Fatal(err)
+		}
+		want = map[string]registry.HourCount{registry.HourKey(h1): {Messages: 6, Recipients: 10}}
+		if got := get(t, s, alice).Usage; !maps.Equal(got, want) {
+			t.Fatalf("after a reconnect and a drop, Usage = %v, want %v", got, want)
+		}
+		if err := s.AddUsage(ctx, "nobody@example.com", []registry.Bucket{{Hour: h1, Messages: 1}}, nil); !errors.Is(err, registry.ErrNotFound) {
+			t.Errorf("AddUsage of an unknown account = %v, want ErrNotFound", err)
 		}
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -110,7 +111,37 @@ type Account struct {
 	// mailbox over a rolling 24 hours, in place of its kind's default. It
 	// is the operator's, not the connect flow's, so Upsert keeps it.
 	DailyLimit int `firestore:"daily_limit,omitempty" json:"daily_limit,omitempty"`
+	// Usage is the mailbox's accepted sends by hour (HourKey), as the
+	// senders have counted them (AddUsage): what the daily limits are
+	// checked against. A map rather than a list, so that a count is one
+	// blind increment, and on the account so that the read every send
+	// already makes of it brings the count along. Like Aliases it is not
+	// the connect flow's: Upsert keeps it.
+	Usage map[string]HourCount `firestore:"usage,omitempty" json:"usage,omitempty"`
 }
+
+// HourCount is one hour of a mailbox's accepted sends.
+type HourCount struct {
+	Messages   int `firestore:"messages" json:"messages"`
+	Recipients int `firestore:"recipients" json:"recipients"`
+}
+
+// Buckets returns Usage as the buckets quota.go works on, ignoring keys
+// that are not an HourKey.
+func (a *Account) Buckets() []Bucket {
+	out := make([]Bucket, 0, len(a.Usage))
+	for k, c := range a.Usage {
+		h, err := time.Parse(hourKeyLayout, k)
+		if err != nil {
+			continue
+		}
+		out = append(out, Bucket{Hour: h, Messages: c.Messages, Recipients: c.Recipients})
+	}
+	return out
+}
+
+// Used is what the mailbox sent in the rolling window ending at now.
+func (a *Account) Used(now time.Time) (messages, recipients int) { return Usage(a.Buckets(), now) }
 
 // Limits are the account's daily sending limits (see DailyLimits).
 func (a *Account) Limits() Limits { return DailyLimits(a.HostedDomain, a.Delegated(), a.DailyLimit) }
@@ -123,6 +154,7 @@ func (a *Account) clone() *Account {
 	c := *a
 	c.Scopes = slices.Clone(a.Scopes)
 	c.Aliases = slices.Clone(a.Aliases)
+	c.Usage = maps.Clone(a.Usage)
 	return &c
 }
 
@@ -174,6 +206,13 @@ type Store interface {
 	// must not shorten the hold. A disconnected account is left untouched.
 	// It reports whether it wrote.
 	SetHold(ctx context.Context, email string, until time.Time, reason string, now time.Time) (bool, error)
+
+	// AddUsage adds the counts in add to the account's Usage, one bucket
+	// per hour, and removes the hours in drop (buckets that have left the
+	// window, which the caller saw in its last read): a blind write, so
+	// that counting costs no read. It fails with ErrNotFound when no
+	// account is registered.
+	AddUsage(ctx context.Context, email string, add []Bucket, drop []time.Time) error
 
 	// MarkRefreshed records a successful token refresh made at at: it
 	// advances LastRefreshAt and, unless an error was recorded after at,
