@@ -173,6 +173,10 @@ resource "google_cloudfunctions2_function" "sender" {
       GOMEMLIMIT = local.sender_gomemlimit
       # Account events the sender raises (a withdrawn delegation).
       ACCOUNT_EVENTS_TOPIC = google_pubsub_topic.account_events.name
+      # Attachments by reference (storage.tf).
+      ATTACHMENTS_BUCKET            = google_storage_bucket.attachments.name
+      ATTACHMENTS_EXTRA_BUCKETS     = join(",", var.attachment_extra_buckets)
+      ATTACHMENTS_DELETE_AFTER_SEND = tostring(var.attachment_delete_after_send)
     }, local.delegation_env)
 
     secret_environment_variables {
@@ -189,6 +193,9 @@ resource "google_cloudfunctions2_function" "sender" {
     google_project_iam_member.token_versions,
     google_project_iam_member.datastore_user,
     google_pubsub_topic_iam_member.sender_publishes_results,
+    google_storage_bucket_iam_member.sender_reads_attachments,
+    google_storage_bucket_iam_member.sender_deletes_attachments,
+    google_storage_bucket_iam_member.sender_reads_extra_buckets,
   ]
 }
 

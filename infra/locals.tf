@@ -77,3 +77,13 @@ locals {
   sender_memory     = "${var.sender_memory_mib}Mi"
   sender_gomemlimit = "${floor(var.sender_memory_mib * 0.9)}MiB"
 }
+
+# The attachments bucket (storage.tf). Bucket names are global, so the
+# default carries the project ID, like the source bucket's.
+locals {
+  attachment_bucket   = var.attachment_bucket != "" ? var.attachment_bucket : "${var.project_id}-${var.name_prefix}attachments"
+  attachment_location = var.attachment_location != "" ? var.attachment_location : var.region
+  # What each app's requests may reference in the relay's bucket, and all
+  # its publishers may write.
+  attachment_prefixes = { for app in keys(local.apps) : app => "gs://${local.attachment_bucket}/${app}/" }
+}

@@ -81,3 +81,13 @@ check "redirect_uri_is_confirm_url" {
     error_message = "Google reports ${google_cloudfunctions2_function.confirm.url} as the confirm function's URL, but OAUTH_REDIRECT_URL and the redirect_uri output use ${local.redirect_uri}."
   }
 }
+
+output "attachment_bucket" {
+  description = "Name of the attachments bucket. Upload a large file under your app's prefix (see attachment_prefixes) and reference it as attachments[].gcs_uri; the bucket deletes objects after attachment_retention_days."
+  value       = google_storage_bucket.attachments.name
+}
+
+output "attachment_prefixes" {
+  description = "App name => the gs:// prefix its publishers may upload to and its requests may reference (gs://BUCKET/<app>/; default without apps), for example gcloud storage cp report.pdf <prefix>report-42.pdf."
+  value       = local.attachment_prefixes
+}

@@ -247,3 +247,59 @@ variable "sender_memory_mib" {
     error_message = "sender_memory_mib must be a whole number from 256 to 4096 (Cloud Run allows at most 4 GiB with the sender's one vCPU)."
   }
 }
+
+variable "attachment_bucket" {
+  description = "Name of the bucket Terraform creates for attachments by reference (attachments[].gcs_uri). Bucket names are global; empty means <project_id>-<name_prefix>attachments."
+  type        = string
+  default     = ""
+
+  validation {
+    # No dots: a dotted name needs a verified domain.
+    condition     = var.attachment_bucket == "" || (can(regex("^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$", var.attachment_bucket)) && !startswith(var.attachment_bucket, "goog") && !strcontains(var.attachment_bucket, "google"))
+    error_message = "attachment_bucket must be empty or a bucket name: 3 to 63 lowercase letters, digits, hyphens or underscores, starting and ending with a letter or digit, not starting with goog nor containing google (dotted names need a verified domain and are not supported here)."
+  }
+}
+
+variable "attachment_location" {
+  description = "Location of the attachments bucket: a region (us-central1) or multi-region (US, EU). Empty uses region, beside the sender."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.attachment_location == "" || can(regex("^[A-Za-z0-9-]+$", var.attachment_location))
+    error_message = "attachment_location must be empty or a Cloud Storage location such as us-central1, US or EU."
+  }
+}
+
+variable "attachment_retention_days" {
+  description = "Days after upload at which the attachments bucket's lifecycle rule deletes an object (Cloud Storage acts within about a day of that age). Keep it longer than a request can wait in Pub/Sub (7 days)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.attachment_retention_days >= 1 && var.attachment_retention_days <= 365 && floor(var.attachment_retention_days) == var.attachment_retention_days
+    error_message = "attachment_retention_days must be a whole number from 1 to 365."
+  }
+}
+
+variable "attachment_delete_after_send" {
+  description = "Whether the sender deletes each object of the attachments bucket once its message is sent (ATTACHMENTS_DELETE_AFTER_SEND). True grants the sender storage.objects.delete on that bucket only; objects in attachment_extra_buckets are never deleted."
+  type        = bool
+  default     = false
+}
+
+variable "attachment_extra_buckets" {
+  description = "Names of other, existing buckets (without gs://) whose objects requests may reference, without the per-app prefix rule. Terraform grants the sender roles/storage.objectViewer on each; it does not create or manage them."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([for b in var.attachment_extra_buckets :
+    can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", b)) && !strcontains(b, "..") && !startswith(b, "goog")])
+    error_message = "Each attachment_extra_buckets entry must be a bucket name without gs://: 3 to 63 lowercase letters, digits, dots, hyphens or underscores, starting and ending with a letter or digit."
+  }
+  validation {
+    condition     = length(distinct(var.attachment_extra_buckets)) == length(var.attachment_extra_buckets)
+    error_message = "attachment_extra_buckets names a bucket twice."
+  }
+}

@@ -4,8 +4,9 @@
 # Usage: scripts/destroy.sh PROJECT_ID [--delete-tokens] [terraform destroy arguments...]
 #
 # terraform destroy removes the functions, topics, subscriptions, scheduler
-# job, alerts, service accounts, roles, the source bucket and the OAuth client
-# secret. It leaves:
+# job, alerts, service accounts, roles, the source bucket, the attachments
+# bucket with any objects still in it, and the OAuth client secret. It
+# leaves:
 #   - the APIs enabled (other workloads may use them);
 #   - the Firestore (default) database, unless firestore_deletion_policy is
 #     DELETE (then the account registry and send ledger are deleted too);

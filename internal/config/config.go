@@ -20,6 +20,7 @@ import (
 
 	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/logging"
+	"github.com/gmailrelay/gmailrelay/internal/message"
 	"github.com/gmailrelay/gmailrelay/internal/policy"
 )
 
@@ -191,6 +192,43 @@ type Delegation struct {
 // Enabled reports whether any domain is delegated.
 func (d *Delegation) Enabled() bool { return len(d.DelegatedDomains) > 0 }
 
+// Attachments is the sender's access to attachments by Cloud Storage
+// reference (attachments[].gcs_uri). Terraform sets ATTACHMENTS_BUCKET to
+// the bucket it creates; without it the sender refuses every such
+// attachment, naming the setting. The client honours STORAGE_EMULATOR_HOST
+// by itself.
+type Attachments struct {
+	// AttachmentsBucket is the relay's own bucket, where an object must be
+	// under the prefix "<app>/" of the app that sends it.
+	AttachmentsBucket string `env:"ATTACHMENTS_BUCKET, default="`
+	// AttachmentsExtraBuckets are the operator's other buckets the sender
+	// may read (comma-separated), without a prefix rule.
+	AttachmentsExtraBuckets []string `env:"ATTACHMENTS_EXTRA_BUCKETS, default="`
+	// AttachmentsDeleteAfterSend deletes each object of the relay's bucket
+	// a message attached once it is sent; never those of the extra buckets.
+	AttachmentsDeleteAfterSend bool `env:"ATTACHMENTS_DELETE_AFTER_SEND, default=false"`
+}
+
+func (a *Attachments) problems() []error {
+	var errs []error
+	if a.AttachmentsBucket = strings.TrimSpace(a.AttachmentsBucket); a.AttachmentsBucket != "" {
+		if err := message.CheckBucketName(a.AttachmentsBucket); err != nil {
+			errs = append(errs, fmt.Errorf("ATTACHMENTS_BUCKET: %w", err))
+		}
+	}
+	for i, b := range a.AttachmentsExtraBuckets {
+		b = strings.TrimSpace(b)
+		a.AttachmentsExtraBuckets[i] = b
+		if err := message.CheckBucketName(b); err != nil {
+			errs = append(errs, fmt.Errorf("ATTACHMENTS_EXTRA_BUCKETS: %w (use a comma-separated list of bucket names, without gs://)", err))
+		}
+	}
+	if len(a.AttachmentsExtraBuckets) > 0 && a.AttachmentsBucket == "" {
+		errs = append(errs, errors.New("ATTACHMENTS_EXTRA_BUCKETS is set but ATTACHMENTS_BUCKET is empty: attachments by reference are off without the relay's own bucket; set it, or unset ATTACHMENTS_EXTRA_BUCKETS"))
+	}
+	return errs
+}
+
 func (d *Delegation) problems() []error {
 	var errs []error
 	for i, dom := range d.DelegatedDomains {
@@ -293,6 +331,7 @@ type Sender struct {
 	// ordinary failures still end after a few tries. 0 (a struct built
 	// without the environment) is the sender's default, 10.
 	MaxSendAttempts int `env:"SEND_MAX_ATTEMPTS, default=10"`
+	Attachments
 }
 
 // Validate reports every problem at once.
@@ -302,6 +341,7 @@ func (c *Sender) Validate() error {
 	errs = append(errs, c.Gmail.problems()...)
 	errs = append(errs, c.Access.problems()...)
 	errs = append(errs, c.Delegation.problems()...)
+	errs = append(errs, c.Attachments.problems()...)
 	apps, appErrs := policy.ParseApps(c.AppsJSON)
 	for _, e := range appErrs {
 		errs = append(errs, fmt.Errorf("APPS: %w", e))

@@ -1,6 +1,7 @@
 package entrypoint
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"net/http"
@@ -71,6 +72,20 @@ const (
 	// retryAfter is the Retry-After of a refused push, in seconds: the
 	// push subscription's minimum backoff (retry_policy, infra/).
 	retryAfter = 10
+	// ReferenceCost is what a push whose request attaches Cloud Storage
+	// objects (gcs_uri) costs beyond its body, whatever the objects' size:
+	// the message is streamed, so what it holds is one upload chunk
+	// (gmail.ResumableChunk, 4 MiB), the object reader's and the pipe's
+	// buffers, and the HTTP clients' — one object is read at a time, so
+	// the cost is per push, not per reference. Measured with
+	// TestPeakRSSByReference (internal/sender): a 30.1 MiB message by
+	// reference raised the sender process's VmHWM by 5.2 MiB over its peak
+	// after a small send (45.4 to 50.6 MiB); 8 MiB leaves a margin. A push
+	// body cannot show the
+	// references before it is read (its data is base64), so this is
+	// charged once the push is decoded (chargeReferences), on top of what
+	// Handler charged by Content-Length.
+	ReferenceCost = 8 << 20
 )
 
 // Admission admits pushes while the memory they are estimated to cost fits
@@ -125,7 +140,8 @@ func (a *Admission) acquire(ctx context.Context, weight int64) bool {
 }
 
 // Handler admits each request to next before its body is read, and
-// releases its weight when next returns, panicking or not.
+// releases its weight when next returns, panicking or not. The request's
+// context carries the Admission, for chargeReferences.
 func (a *Admission) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		weight := a.Cost(r.ContentLength)
@@ -133,13 +149,43 @@ func (a *Admission) Handler(next http.Handler) http.Handler {
 			ctx := r.Context()
 			logging.FromContext(ctx).WarnContext(ctx, "push refused with 429: the instance's memory budget is taken; Pub/Sub will redeliver it",
 				"content_length", r.ContentLength, "cost", weight, "capacity", a.capacity)
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 			// The body stays unread, so the connection cannot be reused.
 			w.Header().Set("Connection", "close")
-			http.Error(w, "The instance is at its memory budget; Pub/Sub will redeliver the message.", http.StatusTooManyRequests)
+			refuseBusy(w)
 			return
 		}
 		defer a.sem.Release(weight)
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), admissionKey{}, a)))
 	})
+}
+
+// refuseBusy answers 429, which Pub/Sub redelivers after Retry-After.
+func refuseBusy(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	http.Error(w, "The instance is at its memory budget; Pub/Sub will redeliver the message.", http.StatusTooManyRequests)
+}
+
+type admissionKey struct{}
+
+// referenceMarker is the member name of an attachment by reference. A
+// request that has it in its text (even in a body) is charged, which at
+// worst over-charges a push that quotes it.
+var referenceMarker = []byte(`"gcs_uri"`)
+
+// chargeReferences admits ReferenceCost more for a decoded push whose
+// request data attaches objects by reference, when ctx carries an
+// Admission (Handler's). It reports false when that does not fit in time:
+// the push is then refused, before any Gmail call. release gives it back.
+func chargeReferences(ctx context.Context, data []byte) (release func(), ok bool) {
+	a, _ := ctx.Value(admissionKey{}).(*Admission)
+	if a == nil || !bytes.Contains(data, referenceMarker) {
+		return func() {}, true
+	}
+	weight := min(int64(ReferenceCost), a.capacity)
+	if !a.acquire(ctx, weight) {
+		logging.FromContext(ctx).WarnContext(ctx, "push refused with 429: the instance's memory budget has no room for a send streamed from Cloud Storage; Pub/Sub will redeliver it",
+			"cost", weight, "capacity", a.capacity)
+		return nil, false
+	}
+	return func() { a.sem.Release(weight) }, true
 }

@@ -203,3 +203,49 @@ func TestPushWithAdmission(t *testing.T) {
 		t.Errorf("admitted push: %d", rec1.Code)
 	}
 }
+
+// TestPushChargesReferences: a push whose request attaches Cloud Storage
+// objects is charged ReferenceCost once decoded, on top of its body: with
+// room for the body alone it is refused with 429 before its handler runs,
+// while a push of the same size without references is served; with room
+// for both it is served, and every weight comes back.
+func TestPushChargesReferences(t *testing.T) {
+	t.Parallel()
+	ref := pushBody("m-ref", `{"attachments":[{"gcs_uri":"gs://b-1/default/a.pdf"}]}`)
+	plain := pushBody("m-plain", `{"attachments":[{"gcs_url":"gs://b-1/default/a.pdf"}]}`)
+	probe := NewAdmission(1<<30, 0)
+	for _, tc := range []struct {
+		name     string
+		capacity int64
+		body     []byte
+		want     int
+	}{
+		{"reference without room", probe.Cost(int64(len(ref))) + ReferenceCost - 1, ref, http.StatusTooManyRequests},
+		{"same size without reference", probe.Cost(int64(len(ref))) + ReferenceCost - 1, plain, http.StatusOK},
+		{"reference with room", probe.Cost(int64(len(ref))) + ReferenceCost, ref, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := NewAdmission(tc.capacity, 10*time.Millisecond)
+			var ran bool
+			h, _, err := Push[testConfig](context.Background(), "test-push", env("GOOGLE_CLOUD_PROJECT", "p"), io.Discard,
+				func(context.Context, *testConfig) (PushHandler, io.Closer, error) {
+					return func(context.Context, *push.Message) error { ran = true; return nil }, &closeFlag{}, nil
+				}, WithAdmission(a))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, done := serve(h, tc.body)
+			<-done
+			if rec.Code != tc.want || ran != (tc.want == http.StatusOK) {
+				t.Errorf("answered %d, handler ran %v; want %d", rec.Code, ran, tc.want)
+			}
+			if tc.want == http.StatusTooManyRequests && rec.Header().Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+			if !a.sem.TryAcquire(a.capacity) {
+				t.Error("weight still held after the push")
+			}
+		})
+	}
+}

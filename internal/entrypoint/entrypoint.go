@@ -138,8 +138,10 @@ func registered(name, target string, env envconfig.Lookuper, log *slog.Logger, e
 	log = log.With("function", name)
 	build := func() (http.Handler, error) {
 		// The closer is dropped: the clients live as long as the instance,
-		// and nothing is left to flush when Cloud Run stops it, since the
-		// sender waits for each result's publication before it acks.
+		// and the sender waits for each result's publication before it
+		// acks. All a stopped instance can lose is the sender's last
+		// second of daily-quota counts (sender/quota.go coalesces them),
+		// which errs toward letting a few more sends through.
 		h, _, err := newFn(context.Background(), env)
 		if err != nil {
 			msg := "start-up failed"

@@ -90,6 +90,14 @@ func (h pushHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx = logging.WithLogger(ctx, logging.FromContext(ctx).With("event_id", m.ID))
+	// A request that streams attachments from Cloud Storage costs more
+	// memory than its body said (admission.go).
+	release, ok := chargeReferences(ctx, m.Data)
+	if !ok {
+		refuseBusy(w)
+		return
+	}
+	defer release()
 	if err := call(ctx, PushHandler(h), m); err != nil {
 		// The handler logged the cause; Pub/Sub redelivers.
 		http.Error(w, "The message was not delivered; Pub/Sub will redeliver it.", http.StatusInternalServerError)

@@ -46,6 +46,20 @@ const (
 // not send as that account, raw, or to that many recipients (DESIGN §7).
 const CodeForbidden Code = "forbidden"
 
+// The codes of attachments by Cloud Storage reference (attachments[].gcs_uri),
+// each final. A Cloud Storage outage is CodeInternal and retried.
+const (
+	// CodeAttachmentNotFound: the object (or its bucket) does not exist.
+	CodeAttachmentNotFound Code = "attachment_not_found"
+	// CodeAttachmentDenied: the relay may not read the object, by its own
+	// rules (by-reference attachments disabled, a bucket it is not given,
+	// another app's prefix) or Cloud Storage's IAM.
+	CodeAttachmentDenied Code = "attachment_denied"
+	// CodeAttachmentChanged: the object is no longer the generation the
+	// request names, or changed while the relay read it.
+	CodeAttachmentChanged Code = "attachment_changed"
+)
+
 // Failure is a classified send failure.
 type Failure struct {
 	Code    Code

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptrace"
 	"strings"
@@ -93,22 +94,47 @@ type Sent struct {
 // A 2xx answer is a send even if it cannot be read: calling it a failure
 // would send the message again. The IDs are then empty.
 func Send(ctx context.Context, mb *Mailbox, raw []byte, threadID string) (*Sent, error) {
-	if len(raw) > MaxMessageSize {
-		return nil, fmt.Errorf("gmail.Send: %w", &TooLargeError{Size: len(raw)})
-	}
 	// With a chunk size the library copies the message into a buffer of
 	// that size before it looks at the length, 4 MiB held for the whole
 	// call even for a 10 KB message; a message that fits in one chunk goes
 	// with ChunkSize(0), which is the same multipart request streamed from
-	// raw.
+	// raw (and a bytes.Reader lets the library rewind it).
 	chunk := ResumableChunk
 	if len(raw) < ResumableChunk {
 		chunk = 0
 	}
+	return send(ctx, "gmail.Send", mb, bytes.NewReader(raw), int64(len(raw)), chunk, threadID)
+}
+
+// SendReader is Send for a message of size bytes read from r as the upload
+// goes, for a message too large to hold (attachments streamed from Cloud
+// Storage): at most one ResumableChunk of it is in memory at a time. size
+// is the message's length, refused over MaxMessageSize before r is read.
+// Each call reads r once, so a caller that calls again after a failure (a
+// 401 renewed, a rate limit waited out) opens a new reader.
+//
+// Unlike Send, it always buffers a chunk before sending it, even for a
+// small message: the library's streamed multipart request
+// (googleapi.ChunkSize(0)) closes its MIME structure before it reports a
+// read error, so a reader failing mid-message would hand Gmail a body that
+// looks complete around a truncated message (internal/gensupport
+// newMultipartReader, google.golang.org/api v0.309.0; the sandbox stored
+// one, TestAttachmentFailures). Buffered, a message that fits one chunk is
+// sent only once read to its end, and a larger one's last piece only after
+// it: an error reading r sends nothing, and is never ambiguous. The error
+// from r is in the returned one's chain.
+func SendReader(ctx context.Context, mb *Mailbox, r io.Reader, size int64, threadID string) (*Sent, error) {
+	return send(ctx, "gmail.SendReader", mb, r, size, ResumableChunk, threadID)
+}
+
+func send(ctx context.Context, op string, mb *Mailbox, r io.Reader, size int64, chunk int, threadID string) (*Sent, error) {
+	if size > MaxMessageSize {
+		return nil, fmt.Errorf("%s: %w", op, &TooLargeError{Size: int(size)})
+	}
 	var st sendState
 	ctx = context.WithValue(ctx, sendStateKey{}, &st)
 	out, err := mb.svc.Users.Messages.Send("me", &gmailapi.Message{ThreadId: threadID}).
-		Media(bytes.NewReader(raw), googleapi.ContentType("message/rfc822"), googleapi.ChunkSize(chunk)).
+		Media(r, googleapi.ContentType("message/rfc822"), googleapi.ChunkSize(chunk)).
 		Fields("id", "threadId").Context(ctx).Do()
 	switch {
 	case err == nil:
@@ -118,7 +144,7 @@ func Send(ctx context.Context, mb *Mailbox, raw []byte, threadID string) (*Sent,
 	case st.unanswered.Load() && !hasStatus(err):
 		err = &bodySentError{err: err}
 	}
-	return nil, fmt.Errorf("gmail.Send: %w", err)
+	return nil, fmt.Errorf("%s: %w", op, err)
 }
 
 // sendState is what lastRequestWatcher saw of one Send's last request.

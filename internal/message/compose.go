@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -33,6 +34,12 @@ type ComposeOptions struct {
 	// Aliases are the account's registered send-as aliases, which from (or
 	// a raw message's From) may name instead of the account (CheckSender).
 	Aliases []string
+	// Open returns the bytes of attachment i, which is by reference
+	// (GCSURI set): exactly its Size bytes, streamed into the message's
+	// base64 as they are read, so that a large file is never held whole.
+	// A request with such an attachment cannot be composed without it.
+	// Its errors come back from Compose wrapped, for errors.Is.
+	Open func(i int, a Attachment) (io.ReadCloser, error)
 }
 
 // Compose validates r and returns the RFC 5322 message to hand to
@@ -121,6 +128,11 @@ type part struct {
 	text     string           // body of a text leaf
 	data     []byte           // body of an attachment leaf
 	children []*part
+	// attachment leaves only: their index in the request, their length,
+	// and, by reference, what streams them.
+	index int
+	size  int64
+	open  func() (io.ReadCloser, error)
 }
 
 // compose builds the message without validating r. It is kept apart from
@@ -137,6 +149,49 @@ func compose(r *Request, opts ComposeOptions) ([]byte, error) {
 
 // composeTo is compose writing to w.
 func composeTo(w io.Writer, r *Request, opts ComposeOptions) (int64, error) {
+	return composeWith(w, r, opts, false)
+}
+
+// ComposedSize returns the exact size in bytes of the message Compose
+// would make of r, without reading any attachment: a by-reference one
+// counts by its Size. That is what the sender checks against
+// MaxMessageSize, and tells Gmail's upload, before it reads a single
+// object. It validates r as Compose does; over MaxMessageSize it returns
+// the size with a *SizeError.
+//
+// It is exact because nothing in a composed message depends on an
+// attachment's bytes but their number: go-message's base64 writes 4
+// characters per 3 bytes, with CRLF between lines of 76 and none after the
+// last, and the boundaries, Date and Message-ID have fixed lengths. It is
+// the length of a Compose with the same Now (TestComposedSizeExact).
+func ComposedSize(r *Request, opts ComposeOptions) (int64, error) {
+	if err := check(r, opts); err != nil {
+		return 0, err
+	}
+	if len(r.Raw) > 0 {
+		return int64(len(r.Raw)), nil
+	}
+	if opts.Open == nil {
+		// Sizing reads nothing: any opener will do.
+		opts.Open = func(int, Attachment) (io.ReadCloser, error) {
+			return nil, errors.New("message.ComposedSize opened an attachment")
+		}
+	}
+	return composeWith(io.Discard, r, opts, true)
+}
+
+// base64Size is the length of n bytes in go-message's base64 body.
+func base64Size(n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	l := (n + 2) / 3 * 4
+	return l + 2*((l+75)/76-1)
+}
+
+// composeWith is composeTo; sizing leaves the attachments' bodies out and
+// counts their encoded length instead.
+func composeWith(w io.Writer, r *Request, opts ComposeOptions, sizing bool) (int64, error) {
 	// net/mail drops control characters while formatting an address, so an
 	// account that is not exactly one bare address would be sent as some
 	// other address rather than fail.
@@ -164,7 +219,7 @@ func composeTo(w io.Writer, r *Request, opts ComposeOptions) (int64, error) {
 		msgID = MessageID(k, domain)
 	}
 
-	root, err := tree(r)
+	root, err := tree(r, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -181,7 +236,7 @@ func composeTo(w io.Writer, r *Request, opts ComposeOptions) (int64, error) {
 	if err != nil {
 		return lw.n, fmt.Errorf("message.compose: %w", err)
 	}
-	if err := writeBody(mw, root); err != nil {
+	if err := writeBody(mw, root, lw, sizing); err != nil {
 		return lw.n, fmt.Errorf("message.compose: %w", err)
 	}
 	if lw.err != nil {
@@ -350,7 +405,7 @@ func longestWord(v string) int {
 }
 
 // tree lays out the MIME structure of a composed request.
-func tree(r *Request) (*part, error) {
+func tree(r *Request, opts ComposeOptions) (*part, error) {
 	var body *part
 	var html *part
 	if r.HTML != "" {
@@ -358,7 +413,7 @@ func tree(r *Request) (*part, error) {
 	}
 	var inline, attached []*part
 	for i, a := range r.Attachments {
-		p, err := attachmentPart(i, a)
+		p, err := attachmentPart(i, a, opts.Open)
 		if err != nil {
 			return nil, err
 		}
@@ -420,7 +475,20 @@ func boundary() string {
 
 // attachmentPart is a base64 leaf, inline when the attachment has a
 // content ID. It re-checks what Validate checks, for requests that skipped it.
-func attachmentPart(i int, a Attachment) (*part, error) {
+func attachmentPart(i int, a Attachment, open func(int, Attachment) (io.ReadCloser, error)) (*part, error) {
+	p := &part{data: a.Data, index: i, size: int64(len(a.Data))}
+	if a.GCSURI != "" {
+		switch {
+		case a.Filename == "" || a.ContentType == "":
+			return nil, fmt.Errorf("message.compose: attachments[%d] %w", i, errNotFilled)
+		case open == nil:
+			return nil, fmt.Errorf("message.compose: attachments[%d] is by reference (%s) and nothing was given to read it", i, quote(a.GCSURI))
+		case a.Size < 0:
+			return nil, fmt.Errorf("message.compose: attachments[%d] has the size %d", i, a.Size)
+		}
+		p.data, p.size = nil, a.Size
+		p.open = func() (io.ReadCloser, error) { return open(i, a) }
+	}
 	mt, params, err := mime.ParseMediaType(a.ContentType)
 	if err != nil {
 		return nil, fmt.Errorf("message.compose: %w: attachments[%d].content_type: %v", ErrInvalid, i, err)
@@ -428,7 +496,6 @@ func attachmentPart(i int, a Attachment) (*part, error) {
 	if !strings.Contains(mt, "/") || strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/") {
 		return nil, fmt.Errorf("message.compose: %w: attachments[%d].content_type %s cannot be an attachment", ErrInvalid, i, quote(mt))
 	}
-	p := &part{data: a.Data}
 	p.header.Add("Content-Transfer-Encoding", "base64")
 	disposition := "attachment"
 	if a.ContentID != "" {
@@ -451,22 +518,28 @@ func attachmentPart(i int, a Attachment) (*part, error) {
 }
 
 // writeBody writes the body of entity p into w, which already has p's
-// header, and closes w.
-func writeBody(w *gomessage.Writer, p *part) error {
+// header, and closes w. sizing writes no attachment body but counts its
+// encoded length in lw.
+func writeBody(w *gomessage.Writer, p *part, lw *limitWriter, sizing bool) error {
 	for _, c := range p.children {
 		cw, err := w.CreatePart(c.header)
 		if err != nil {
 			return err
 		}
-		if err := writeBody(cw, c); err != nil {
+		if err := writeBody(cw, c, lw, sizing); err != nil {
 			return err
 		}
 	}
 	if len(p.children) == 0 {
 		var err error
-		if p.data != nil {
+		switch {
+		case sizing && (p.data != nil || p.open != nil):
+			lw.n += base64Size(p.size)
+		case p.open != nil:
+			err = copyAttachment(w, p)
+		case p.data != nil:
 			_, err = w.Write(p.data)
-		} else {
+		default:
 			_, err = w.Write([]byte(p.text))
 		}
 		if err != nil {
@@ -476,10 +549,33 @@ func writeBody(w *gomessage.Writer, p *part) error {
 	return w.Close()
 }
 
+// copyAttachment streams a by-reference attachment into its part: io.Copy
+// through a 32 KiB buffer, base64 encoded as it goes.
+func copyAttachment(w io.Writer, p *part) error {
+	rc, err := p.open()
+	if err != nil {
+		return fmt.Errorf("attachments[%d]: %w", p.index, err)
+	}
+	n, err := io.Copy(w, rc)
+	cerr := rc.Close()
+	switch {
+	case err != nil:
+		return fmt.Errorf("attachments[%d]: %w", p.index, err)
+	case n != p.size:
+		// The message's size was computed from p.size.
+		return fmt.Errorf("attachments[%d]: read %d bytes, but its size is %d", p.index, n, p.size)
+	case cerr != nil:
+		return fmt.Errorf("attachments[%d]: %w", p.index, cerr)
+	}
+	return nil
+}
+
 // limitWriter passes at most limit bytes on to w but counts everything
 // written, so that an oversized message costs no more than the limit and its
 // error can still state the real size. It reports success to go-message
-// throughout and keeps w's first error for the end.
+// until w fails, and keeps w's first error for the end; from then on it
+// fails every write, so that a message streamed to a reader that gave up
+// (an upload cut short) stops reading its attachments.
 type limitWriter struct {
 	w     io.Writer
 	n     int64
@@ -488,7 +584,10 @@ type limitWriter struct {
 }
 
 func (lw *limitWriter) Write(p []byte) (int, error) {
-	if lw.err == nil && lw.n+int64(len(p)) <= lw.limit {
+	if lw.err != nil {
+		return 0, lw.err
+	}
+	if lw.n+int64(len(p)) <= lw.limit {
 		_, lw.err = lw.w.Write(p)
 	}
 	lw.n += int64(len(p))
@@ -510,7 +609,7 @@ func estimateSize(r *Request) int {
 	}
 	n += qpSize(r.Text) + qpSize(r.HTML)
 	for _, a := range r.Attachments {
-		b64 := (len(a.Data) + 2) / 3 * 4
+		b64 := (len(a.Data) + int(a.Size) + 2) / 3 * 4
 		n += 384 + 3*len(a.Filename) + len(a.ContentType) + len(a.ContentID) + b64 + b64/76*2
 	}
 	return min(n, MaxMessageSize)

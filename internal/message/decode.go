@@ -69,7 +69,7 @@ const (
 	// large as itself. The rest are counted in one last problem.
 	maxProblems = 100
 	// maxMembers bounds the members of the request object and of each
-	// attachment: they have 17 and 4 fields, so anything past this is
+	// attachment: they have 17 and 6 fields, so anything past this is
 	// unknown or repeated, and not worth a map entry each.
 	maxMembers = 32
 	// maxAttachmentBytes bounds the attachments' total decoded size, taken
@@ -235,6 +235,10 @@ func (a *Attachment) field(d *jsonReader, path, key string) error {
 		a.ContentType, err = d.str(f)
 	case "data":
 		a.Data, err = d.base64(f, d.maxDecoded)
+	case "gcs_uri":
+		a.GCSURI, err = d.str(f)
+	case "generation":
+		a.Generation, err = d.generation(f)
 	case "content_id":
 		a.ContentID, err = d.str(f)
 	default:
@@ -421,6 +425,26 @@ func (d *jsonReader) str(path string) (string, error) {
 	}
 	d.add(path, "must be a string, not %s", kindOf(t))
 	return "", d.skip(t)
+}
+
+// generation reads an object generation: a JSON integer from 1 to the
+// largest int64, as Cloud Storage's generations are.
+func (d *jsonReader) generation(path string) (int64, error) {
+	t, err := d.token()
+	if err != nil {
+		return 0, err
+	}
+	n, ok := t.(json.Number)
+	if !ok {
+		d.add(path, "must be an integer, not %s", kindOf(t))
+		return 0, d.skip(t)
+	}
+	g, err := n.Int64()
+	if err != nil || g <= 0 {
+		d.add(path, "is %s; an object generation is an integer from 1 to 9223372036854775807, as gcloud storage objects describe prints it", quote(n.String()))
+		return 0, nil
+	}
+	return g, nil
 }
 
 // strs reads an array of strings, keeping the first limit, and returns

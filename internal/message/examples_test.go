@@ -2,8 +2,11 @@ package message
 
 import (
 	"bytes"
+	"cmp"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,7 +56,21 @@ func TestExamples(t *testing.T) {
 					t.Errorf("Compose without the alias %s registered accepted it", req.From)
 				}
 			}
-			if _, err := Compose(req, ComposeOptions{Now: time.Now(), MessageIDKey: "example", Aliases: aliases}); err != nil {
+			// Attachments by reference get what the sender fills in from
+			// the object, and a file of a few bytes.
+			opts := ComposeOptions{Now: time.Now(), MessageIDKey: "example", Aliases: aliases,
+				Open: func(int, Attachment) (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("file")), nil }}
+			for i := range req.Attachments {
+				if a := &req.Attachments[i]; a.ByReference() {
+					_, object, err := ParseGCSURI(a.GCSURI)
+					if err != nil {
+						t.Fatal(err)
+					}
+					fn, ct := ObjectDefaults(object, "", "")
+					a.Filename, a.ContentType, a.Size = cmp.Or(a.Filename, fn), cmp.Or(a.ContentType, ct), 4
+				}
+			}
+			if _, err := Compose(req, opts); err != nil {
 				t.Errorf("Compose: %v", err)
 			}
 		})

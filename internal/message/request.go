@@ -50,13 +50,32 @@ func (r *Request) count(field string, kept int) int { return kept + r.dropped[fi
 
 // Attachment is a file sent with a composed message. With ContentID set it is
 // an inline part, which the html body shows through a cid: URL.
+//
+// The file is either Data, carried in the request, or the Cloud Storage
+// object GCSURI names, which the sender reads itself: a Pub/Sub message
+// holds at most 10 MB, Gmail takes a message of 35 MB. A by-reference
+// attachment may leave Filename and ContentType out; the sender fills them
+// from the object (ObjectDefaults), and Size, before it composes, and
+// ComposeOptions.Open streams its bytes.
 type Attachment struct {
-	Filename    string `json:"filename"`
-	ContentType string `json:"content_type"`
+	Filename    string `json:"filename,omitempty"`
+	ContentType string `json:"content_type,omitempty"`
 	// Data is the file. In JSON it is standard base64 with padding.
-	Data      []byte `json:"data"`
-	ContentID string `json:"content_id,omitempty"`
+	Data []byte `json:"data,omitempty"`
+	// GCSURI is gs://BUCKET/OBJECT, in place of Data.
+	GCSURI string `json:"gcs_uri,omitempty"`
+	// Generation, when not 0, is the object generation the publisher
+	// uploaded: a different one (the object was replaced since) is refused
+	// rather than sent.
+	Generation int64  `json:"generation,omitempty"`
+	ContentID  string `json:"content_id,omitempty"`
+	// Size is a by-reference attachment's length in bytes, from the
+	// object's metadata, for ComposedSize. JSON never carries it.
+	Size int64 `json:"-"`
 }
+
+// ByReference reports whether the file is a Cloud Storage object.
+func (a *Attachment) ByReference() bool { return a.GCSURI != "" }
 
 // Recipients returns the bare addresses of every recipient, to then cc then
 // bcc, read from the raw message's headers when Raw is set. Entries that do
@@ -309,18 +328,38 @@ func (p *problems) attachments(list []Attachment, n int, haveHTML bool) {
 	cids := make(map[string]int)
 	for i, a := range list {
 		f := fmt.Sprintf("attachments[%d]", i)
-		if a.Filename == "" {
-			p.add(f+".filename", "is required")
-		} else {
+		// A by-reference attachment's filename and content type default
+		// to the object's.
+		byRef := a.GCSURI != ""
+		switch {
+		case a.Filename != "":
 			p.headerText(f+".filename", a.Filename, MaxFilenameLen)
+		case !byRef:
+			p.add(f+".filename", "is required")
 		}
-		if a.ContentType == "" {
+		switch {
+		case a.ContentType != "":
+			if p.headerText(f+".content_type", a.ContentType, MaxContentTypeLen) {
+				p.attachmentType(f+".content_type", a.ContentType)
+			}
+		case !byRef:
 			p.add(f+".content_type", "is required, for example application/pdf")
-		} else if p.headerText(f+".content_type", a.ContentType, MaxContentTypeLen) {
-			p.attachmentType(f+".content_type", a.ContentType)
 		}
-		if len(a.Data) == 0 {
-			p.add(f+".data", "is required: the file's bytes, standard base64 with padding")
+		switch {
+		case byRef && len(a.Data) > 0:
+			p.add(f, "has both data and gcs_uri; set exactly one: data for the file's bytes, or gcs_uri for a Cloud Storage object")
+		case byRef:
+			if err := checkGCSURI(a.GCSURI); err != nil {
+				p.add(f+".gcs_uri", "%v", err)
+			}
+		case len(a.Data) == 0:
+			p.add(f+".data", "is required: the file's bytes, standard base64 with padding (or gcs_uri, gs://BUCKET/OBJECT, for a Cloud Storage object)")
+		}
+		switch {
+		case a.Generation < 0:
+			p.add(f+".generation", "is %d; an object generation is a positive integer, as gcloud storage objects describe prints it", a.Generation)
+		case a.Generation > 0 && !byRef:
+			p.add(f+".generation", "is set without gcs_uri; it pins the generation of the object gcs_uri names")
 		}
 		if a.ContentID == "" {
 			continue

@@ -182,8 +182,27 @@ func TestSchemaAgreesWithDecode(t *testing.T) {
 		{name: "key too long", patch: map[string]any{"idempotency_key": strings.Repeat("k", MaxIdempotencyKeyLen+1)}, verdict: none},
 		{name: "key control", patch: map[string]any{"idempotency_key": "a\tb"}, verdict: none},
 
+		{name: "by reference", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "filename": nil, "content_type": nil, "gcs_uri": testURI})}, verdict: both},
+		{name: "by reference with metadata", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": testURI, "generation": 1712345678901234})}, verdict: both},
+		{name: "by reference, largest generation", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": testURI, "generation": json.RawMessage("9223372036854775807")})}, verdict: both},
+		{name: "by reference, generation too large", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": testURI, "generation": json.RawMessage("9223372036854775808")})}, verdict: none},
+		{name: "by reference, generation 0", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": testURI, "generation": 0})}, verdict: none},
+		{name: "by reference, generation fraction", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": testURI, "generation": 1.5})}, verdict: none},
+		{name: "by reference, generation string", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": testURI, "generation": "17"})}, verdict: none},
+		{name: "data and reference", patch: map[string]any{"attachments": att(map[string]any{"gcs_uri": testURI})}, verdict: none},
+		{name: "generation with data", patch: map[string]any{"attachments": att(map[string]any{"generation": 5})}, verdict: none},
+		{name: "reference not gs", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": "s3://bucket/o"})}, verdict: none},
+		{name: "reference without object", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": "gs://bucket/"})}, verdict: none},
+		{name: "reference bucket upper case", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": "gs://Bucket/o"})}, verdict: none},
+		{name: "reference bucket too short", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": "gs://ab/o"})}, verdict: none},
+		{name: "reference object LF", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": "gs://bucket/a\nb"})}, verdict: none},
+		{name: "reference empty", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": ""})}, verdict: none},
+		{name: "reference bad type", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": testURI, "content_type": "message/rfc822"})}, verdict: none},
+
 		// The rules JSON Schema cannot express; the schema's description
 		// lists them.
+		{name: "reference object too long", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": "gs://bucket/" + strings.Repeat("é", 513)})}, verdict: goOnly},
+		{name: "reference object dot", patch: map[string]any{"attachments": att(map[string]any{"data": nil, "gcs_uri": "gs://bucket/.."})}, verdict: goOnly},
 		{name: "101 recipients across lists", patch: map[string]any{"to": list(50), "cc": list(30), "bcc": list(21)}, verdict: goOnly},
 		{name: "To too large once encoded", patch: map[string]any{"to": func() []any {
 			out := make([]any, 60)

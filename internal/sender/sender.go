@@ -39,6 +39,8 @@ type Accounts interface {
 	SetHold(ctx context.Context, email string, until time.Time, reason string, now time.Time) (bool, error)
 	// Create registers a delegated account on first use (tokens.go).
 	Create(ctx context.Context, a *registry.Account) error
+	// Usage counts the mailbox's sends against its daily limits (quota.go).
+	Usage
 }
 
 // Results publishes result events.
@@ -97,12 +99,21 @@ type Options struct {
 	// log only). See tokens.go.
 	Delegation Delegation
 	Events     Events
+	// Attachments configures attachments by Cloud Storage reference
+	// (attachments.go); the zero value turns them off.
+	Attachments Attachments
+	// MaxBackoff is the subscription's retry_policy maximum_backoff (0
+	// means 600 s, as infra/pubsub.tf sets it): with MaxDeliveryAttempts it
+	// tells whether redeliveries can outlast a daily-limit hold, or the
+	// request should be reported at once rather than dead-lettered.
+	MaxBackoff time.Duration
 }
 
 // Sender handles send requests.
 type Sender struct {
 	opts  Options
 	boxes *mailboxes
+	quota *quota
 
 	mu    sync.Mutex
 	holds map[string]hold
@@ -140,7 +151,22 @@ func New(o Options) (*Sender, error) {
 	if o.Lease <= o.SendTimeout {
 		o.Lease = o.SendTimeout + time.Minute
 	}
-	return &Sender{opts: o, boxes: newMailboxes(o.Tokens, o.OAuth, o.Gmail, o.Delegation, o.Accounts), holds: map[string]hold{}}, nil
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 600 * time.Second
+	}
+	return &Sender{opts: o, boxes: newMailboxes(o.Tokens, o.OAuth, o.Gmail, o.Delegation, o.Accounts),
+		quota: newQuota(o.Accounts, o.Now), holds: map[string]hold{}}, nil
+}
+
+// closeTimeout bounds Close's writes of the sends not yet counted.
+const closeTimeout = 10 * time.Second
+
+// Close writes the daily-limit counts not yet in the registry. Call it
+// before closing the registry's client.
+func (s *Sender) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	return s.quota.close(ctx)
 }
 
 // Delivery is one Pub/Sub delivery of a send request.
@@ -216,6 +242,7 @@ func (s *Sender) Handle(ctx context.Context, d Delivery) error {
 	if refusal != nil {
 		return j.refuse(ctx, refusal)
 	}
+	defer j.settleQuota(ctx)
 	if decodeErr == nil {
 		if err := j.admit(ctx); err != nil {
 			return err
@@ -295,6 +322,15 @@ type job struct {
 	// delegated sends through domain-wide delegation; unregistered says
 	// the registry did not know the account yet (tokens.go).
 	delegated, unregistered bool
+	// overQuota is the daily limits' refusal that run answers once the
+	// request is claimed.
+	overQuota *gmail.Failure
+	// reserved is set while the delivery holds a place under the
+	// mailbox's daily limits (quota.go), for recipients recipients;
+	// mayHaveSent says whether it counts when the delivery ends.
+	reserved    bool
+	recipients  int
+	mayHaveSent bool
 }
 
 // admit decides, before the ledger claim and before any token or Gmail
@@ -304,10 +340,13 @@ type job struct {
 // request is redelivered with Pub/Sub's backoff and no attempt is counted.
 // On the last delivery attempt a hold is let through, so that run records
 // it and publishes the failed result rather than Pub/Sub dead-lettering the
-// request without a word.
+// request without a word. A message the mailbox's daily limits do not admit
+// is held the same way, or marked for run to answer at once when the hold
+// outlasts what redeliveries can wait.
 func (j *job) admit(ctx context.Context) error {
 	s := j.s
 	// run needs the account anyway: reading it here costs no extra read.
+	readAt := s.quota.readStarted()
 	j.acct, j.acctErr = s.opts.Accounts.Get(ctx, j.account)
 	j.read = true
 	// An account that cannot send is failed by run at once. One not
@@ -329,6 +368,15 @@ func (j *job) admit(ctx context.Context) error {
 			"error_code", h.code, "retry_at", h.until)
 		return fmt.Errorf("%w: %s (held until %s)", ErrRetry, h.msg, h.until.UTC().Format(time.RFC3339))
 	}
+	// Checked once Gmail's own holds let the delivery through, so that a
+	// delivery those hold keeps no place under the limit meanwhile.
+	if j.acctErr == nil {
+		j.recipients = len(j.req.Recipients())
+		if r := s.quota.admit(j.account, j.acct, readAt, j.recipients, s.opts.Now()); r != nil {
+			return j.quotaHeld(ctx, r)
+		}
+		j.reserved = true
+	}
 	if wait > 0 {
 		select {
 		case <-ctx.Done():
@@ -338,6 +386,66 @@ func (j *job) admit(ctx context.Context) error {
 		j.paced = wait
 	}
 	return nil
+}
+
+// quotaHeld holds a message the mailbox's daily limits do not admit: it
+// is redelivered, unclaimed and without a Gmail call, until older sends
+// leave the window. A hold longer than the remaining deliveries can wait
+// (Pub/Sub would dead-letter the request first), and a message that can
+// never fit, is answered with a failed result instead (answerOverQuota),
+// its claim released, so publishing it again once retry_at has passed
+// sends it.
+func (j *job) quotaHeld(ctx context.Context, r *quotaRefusal) error {
+	f := r.failure(j.account)
+	log := logging.FromContext(ctx)
+	if f.Retryable && j.outlasts(f.RetryAt) {
+		log.InfoContext(ctx, "held for the mailbox's daily limit; redelivering later without a claim or a Gmail call",
+			"error_code", f.Code, "retry_at", f.RetryAt, "used_messages", r.messages, "limit_messages", r.limits.Messages)
+		return fmt.Errorf("%w: %s", ErrRetry, f.Message)
+	}
+	log.InfoContext(ctx, "the mailbox's daily limit holds this longer than redeliveries can wait; answering it once claimed",
+		"error_code", f.Code, "retry_at", f.RetryAt, "used_messages", r.messages, "limit_messages", r.limits.Messages)
+	// Claimed first, so that a redelivery of a message already sent is
+	// answered as the duplicate it is, not as refused.
+	j.overQuota = f
+	return nil
+}
+
+// answerOverQuota reports a claimed request the daily limits refuse for
+// longer than its redeliveries can wait, and releases the claim, so that
+// the same request published again after retry_at is sent.
+func (j *job) answerOverQuota(ctx context.Context, f *gmail.Failure) error {
+	logging.FromContext(ctx).WarnContext(ctx, "not sent: over the mailbox's daily limit", "error_code", f.Code, "retry_at", f.RetryAt)
+	if err := j.s.opts.Ledger.Release(ctx, j.id, string(f.Code), f.Message, j.s.opts.Now()); err != nil {
+		logging.FromContext(ctx).WarnContext(ctx, "releasing the claim failed; the lease will expire instead", "error", err)
+	}
+	ev := &results.Event{Status: results.StatusFailed, Error: &results.Error{Code: string(f.Code), Message: f.Message, Retryable: f.Retryable}}
+	if !f.RetryAt.IsZero() {
+		ev.Error.RetryAt = f.RetryAt.UTC()
+	}
+	return j.publish(ctx, ev)
+}
+
+// outlasts reports whether this delivery's redeliveries can wait until at:
+// each waits at most MaxBackoff. Without MaxDeliveryAttempts Pub/Sub never
+// dead-letters, so they can.
+func (j *job) outlasts(at time.Time) bool {
+	max := j.s.opts.MaxDeliveryAttempts
+	if max <= 0 {
+		return true
+	}
+	left := max - j.d.DeliveryAttempt
+	return at.Sub(j.s.opts.Now()) <= time.Duration(left)*j.s.opts.MaxBackoff
+}
+
+// settleQuota ends the delivery's place under the daily limits, counting
+// the message if it was, or may have been, sent.
+func (j *job) settleQuota(ctx context.Context) {
+	if !j.reserved {
+		return
+	}
+	j.reserved = false
+	j.s.quota.settle(ctx, j.account, j.recipients, j.mayHaveSent, j.s.opts.Now())
 }
 
 func (j *job) run(ctx context.Context) error {
@@ -360,11 +468,14 @@ func (j *job) run(ctx context.Context) error {
 		acct = &registry.Account{Email: j.account, Status: registry.StatusConnected, Kind: registry.KindDelegated}
 	}
 
-	raw, err := j.compose(now, acct.Aliases)
+	raw, err := j.compose(ctx, now, acct.Aliases)
 	if err != nil {
-		return j.fail(ctx, &gmail.Failure{Code: gmail.CodeInvalidRequest, Message: err.Error()})
+		return j.composeFailed(ctx, err)
 	}
 
+	if f := j.overQuota; f != nil {
+		return j.answerOverQuota(ctx, f)
+	}
 	if h := j.held; h != nil {
 		// The last delivery attempt of a held request: every hold is
 		// transient, and retry reports it with the time it ends.
@@ -406,6 +517,7 @@ func (j *job) run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	if f == nil {
+		j.mayHaveSent = true
 		if err := s.opts.Ledger.Finish(ctx, j.id, ledger.Finish{State: ledger.StateSent,
 			GmailMessageID: sent.ID, GmailThreadID: sent.ThreadID, Now: s.opts.Now()}); err != nil {
 			// The message is out. Redelivery finds the lease and waits, then
@@ -416,6 +528,9 @@ func (j *job) run(ctx context.Context) error {
 			}
 		}
 		logging.FromContext(ctx).InfoContext(ctx, "sent", "gmail_message_id", sent.ID, "attempt", j.rec.Attempts)
+		// Recorded sent: the attached objects may go (after the result, which
+		// should not wait for them).
+		defer j.deleteSent(ctx, raw)
 		return j.publish(ctx, &results.Event{Status: results.StatusSent, GmailMessageID: sent.ID,
 			GmailThreadID: sent.ThreadID, MaybeDuplicate: j.rec.MaybeDuplicate})
 	}
@@ -464,7 +579,7 @@ func (j *job) run(ctx context.Context) error {
 // send calls Gmail, refreshing once on a 401 to a cached access token and
 // re-reading the refresh token once on invalid_grant in case a reconnect
 // replaced it.
-func (j *job) send(ctx context.Context, raw []byte) (*gmail.Sent, *gmail.Failure) {
+func (j *job) send(ctx context.Context, raw *payload) (*gmail.Sent, *gmail.Failure) {
 	s := j.s
 	mb, err := s.boxes.getFor(ctx, j.account, j.delegated, j.unregistered)
 	if err != nil {
@@ -485,10 +600,15 @@ func (j *job) send(ctx context.Context, raw []byte) (*gmail.Sent, *gmail.Failure
 		refreshes := mb.src.refreshes.Load()
 		sctx, cancel := context.WithTimeout(ctx, s.opts.SendTimeout)
 		j.tried = true
-		sent, err := gmail.Send(sctx, mb.box, raw, j.threadID())
+		sent, err := raw.send(sctx, mb.box, j.threadID())
 		cancel()
 		if err == nil {
 			return sent, nil
+		}
+		if ce := (*composeError)(nil); errors.As(err, &ce) {
+			// An attachment failed while Gmail read the message, which
+			// therefore never reached it whole.
+			return nil, ce.f
 		}
 		f := s.classify(ctx, j.account, err)
 		// A 401 on an access token minted during this call (or after a
@@ -526,28 +646,6 @@ func (j *job) threadID() string {
 	return j.req.ThreadID
 }
 
-// compose returns the message to send: a raw request as it came, after
-// CheckRaw, or the composed request. aliases are the account's registered
-// send-as aliases, which from or raw's From may name.
-func (j *job) compose(now time.Time, aliases []string) ([]byte, error) {
-	if len(j.req.Raw) > 0 {
-		if err := message.CheckRaw(j.req.Raw, j.account, aliases...); err != nil {
-			return nil, err
-		}
-		return j.req.Raw, nil
-	}
-	// The Message-ID derives from the request's scope (app, account, key),
-	// so every delivery of one request composes the same message, whichever
-	// way the key came, while the same key from another app or mailbox of
-	// the domain gets its own: a recipient's Gmail may take two messages
-	// with one Message-ID for one. The key may have come from the
-	// attribute: as the request's own field, Compose holds it to the
-	// field's rules.
-	req := *j.req
-	req.IdempotencyKey = j.key
-	return message.Compose(&req, message.ComposeOptions{Now: now, MessageIDKey: MessageIDKey(j.id), Aliases: aliases})
-}
-
 func (j *job) markReauth(ctx context.Context, reason string) {
 	changed, prev, err := j.s.opts.Accounts.SetStatus(ctx, j.account, registry.StatusReauthRequired, reason, j.s.opts.Now())
 	if err != nil {
@@ -562,6 +660,9 @@ func (j *job) markReauth(ctx context.Context, reason string) {
 
 // fail records a final failure and acknowledges.
 func (j *job) fail(ctx context.Context, f *gmail.Failure) error {
+	// A body that may have reached Gmail counts against the daily limit,
+	// as Google counts it if it did.
+	j.mayHaveSent = j.mayHaveSent || (f.Ambiguous && j.tried)
 	// An ambiguous failure may have reached Gmail: MaybeDuplicate keeps
 	// its key from being reused for other content.
 	fin := ledger.Finish{State: ledger.StateFailed, ErrorCode: string(f.Code), ErrorMessage: f.Message, MaybeDuplicate: f.Ambiguous, Now: j.s.opts.Now()}

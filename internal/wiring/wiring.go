@@ -17,11 +17,13 @@ import (
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
+	"cloud.google.com/go/storage"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gmailrelay/gmailrelay/internal/admin"
+	"github.com/gmailrelay/gmailrelay/internal/attachments"
 	"github.com/gmailrelay/gmailrelay/internal/config"
 	"github.com/gmailrelay/gmailrelay/internal/connect"
 	"github.com/gmailrelay/gmailrelay/internal/delegation"
@@ -54,6 +56,10 @@ type Deps struct {
 	// Logs is where the functions built with these deps log; nil is
 	// stdout, as on Cloud Run.
 	Logs io.Writer
+	// Storage reads the sender's attachments by reference. When nil and
+	// ATTACHMENTS_BUCKET is set, the sender opens a client, which honours
+	// STORAGE_EMULATOR_HOST by itself.
+	Storage *storage.Client
 }
 
 // closers closes what one build opened, last opened first.
@@ -257,8 +263,13 @@ func Sender(ctx context.Context, cfg *config.Sender, deps Deps) (*sender.Sender,
 		cl.add(func() error { ev.Stop(); return nil })
 		deleg, accountEvents = dl, ev
 	}
+	att, err := senderAttachments(ctx, cfg.Attachments, deps, cl)
+	if err != nil {
+		return nil, nil, cl.fail(err)
+	}
 	s, err := sender.New(sender.Options{
-		Delegation: deleg, Events: accountEvents,
+		Attachments: att,
+		Delegation:  deleg, Events: accountEvents,
 		Ledger: led, Accounts: reg, Tokens: tokens,
 		Results: pub, OAuth: oc,
 		Gmail: gmail.New(cfg.Gmail.Endpoint, nil), ConnectURL: cfg.ConnectURL,
@@ -269,7 +280,32 @@ func Sender(ctx context.Context, cfg *config.Sender, deps Deps) (*sender.Sender,
 	if err != nil {
 		return nil, nil, cl.fail(fmt.Errorf("wiring.Sender: %w", err))
 	}
+	// Closers run last first: the sender writes its last usage counts
+	// while the registry is still open.
+	cl.add(s.Close)
 	return s, cl, nil
+}
+
+// senderAttachments configures attachments by reference: on deps' storage
+// client, or on one it opens and registers with cl when a bucket is set.
+// Without ATTACHMENTS_BUCKET it opens nothing: the sender then refuses
+// every such attachment.
+func senderAttachments(ctx context.Context, c config.Attachments, deps Deps, cl *closers) (sender.Attachments, error) {
+	a := sender.Attachments{Bucket: c.AttachmentsBucket, ExtraBuckets: c.AttachmentsExtraBuckets, DeleteAfterSend: c.AttachmentsDeleteAfterSend}
+	if a.Bucket == "" {
+		return a, nil
+	}
+	client := deps.Storage
+	if client == nil {
+		sc, err := storage.NewClient(ctx, noTelemetry)
+		if err != nil {
+			return a, fmt.Errorf("setup: Cloud Storage client: %w", err)
+		}
+		cl.add(sc.Close)
+		client = sc
+	}
+	a.Objects = attachments.New(client)
+	return a, nil
 }
 
 // checked is what checker builds: the health checker, and the token store,

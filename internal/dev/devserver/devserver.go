@@ -1,7 +1,9 @@
 // Package devserver runs the whole product in one process for `make dev`
 // and end-to-end tests: every function at /<name>, the sandbox Google, an
-// embedded Pub/Sub (pstest), the Secret Manager fake and the local stores,
-// all persisted under one state directory. The functions run their
+// embedded Pub/Sub (pstest), the Secret Manager fake, an embedded Cloud
+// Storage (fake-gcs-server's fakestorage) holding the attachments bucket,
+// and the local stores, persisted under one state directory (Pub/Sub and
+// Cloud Storage are in memory). The functions run their
 // production code unchanged: the server builds each one with its
 // constructor, from a map of settings over the caller's environment and
 // with one Pub/Sub client, Secret Manager client, registry and ledger
@@ -31,6 +33,8 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
+	"cloud.google.com/go/storage"
+	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/sethvargo/go-envconfig"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/api/option"
@@ -67,6 +71,10 @@ const (
 	maxDeliveries     = 5
 	maxOutstanding    = 80
 	maxRedeliveryWait = 30 * time.Second
+	// AttachmentsBucket is the embedded Cloud Storage's bucket, the
+	// sender's ATTACHMENTS_BUCKET: objects under <app>/ may be sent by
+	// reference (attachments[].gcs_uri).
+	AttachmentsBucket = "gmail-relay-attachments"
 )
 
 // Options configures Run.
@@ -75,6 +83,10 @@ type Options struct {
 	Addr string
 	// PubSubAddr is where the embedded Pub/Sub listens ("localhost:8085").
 	PubSubAddr string
+	// StorageAddr is where the embedded Cloud Storage listens
+	// ("localhost:4443"; empty or port 0: any free port); it serves on
+	// 127.0.0.1, the host its XML API answers for.
+	StorageAddr string
 	// StateDir holds everything that survives a restart.
 	StateDir string
 	// ClientID and ClientSecret, when both set, select real Google; one
@@ -101,9 +113,9 @@ func FromEnv() Options {
 	return o
 }
 
-// FromLookuper reads Options from PORT, PUBSUB_PORT, DEV_STATE_DIR,
-// OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET in l, and passes l on to the
-// functions for the rest of their settings.
+// FromLookuper reads Options from PORT, PUBSUB_PORT, STORAGE_PORT,
+// DEV_STATE_DIR, OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET in l, and passes l
+// on to the functions for the rest of their settings.
 func FromLookuper(l envconfig.Lookuper) Options {
 	get := func(k, d string) string {
 		if v, _ := l.Lookup(k); v != "" {
@@ -114,6 +126,7 @@ func FromLookuper(l envconfig.Lookuper) Options {
 	return Options{
 		Addr:         "localhost:" + get("PORT", "8080"),
 		PubSubAddr:   "localhost:" + get("PUBSUB_PORT", "8085"),
+		StorageAddr:  "localhost:" + get("STORAGE_PORT", "4443"),
 		StateDir:     get("DEV_STATE_DIR", ".dev"),
 		ClientID:     get("OAUTH_CLIENT_ID", ""),
 		ClientSecret: get("OAUTH_CLIENT_SECRET", ""),
@@ -125,6 +138,9 @@ func FromLookuper(l envconfig.Lookuper) Options {
 type Server struct {
 	BaseURL    string
 	PubSubAddr string
+	// StorageURL is the embedded Cloud Storage (http://127.0.0.1:PORT),
+	// the value for STORAGE_EMULATOR_HOST.
+	StorageURL string
 	OutboxDir  string
 	Sandbox    *sandbox.Server // nil against real Google
 	// SendTopics are the apps' send topics, in order.
@@ -176,6 +192,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		"ACCOUNT_EVENTS_TOPIC": AccountsTopic,
 		// Locally there is no Cloud Run in front of admin to check IAM.
 		"ADMIN_REQUIRE_AUTH": "false",
+		"ATTACHMENTS_BUCKET": AttachmentsBucket,
 	}
 	if realGoogle {
 		env["OAUTH_CLIENT_ID"] = o.ClientID
@@ -215,6 +232,14 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer secrets.Close()
 	s.Secrets = secrets
+
+	gcs, gcsClient, err := startStorage(ctx, o.StorageAddr)
+	if err != nil {
+		return err
+	}
+	defer gcs.Stop()
+	defer gcsClient.Close()
+	s.StorageURL = gcs.URL()
 
 	ps, err := startPubSub(ctx, o.PubSubAddr)
 	if err != nil {
@@ -261,7 +286,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.Env != nil {
 		lookup = envconfig.MultiLookuper(lookup, o.Env)
 	}
-	fns, err := build(ctx, lookup, wiring.Deps{PubSub: psClient, SecretManager: smClient, Registry: reg, Ledger: led, Logs: o.Logs})
+	fns, err := build(ctx, lookup, wiring.Deps{PubSub: psClient, SecretManager: smClient, Registry: reg, Ledger: led, Logs: o.Logs, Storage: gcsClient})
 	if err != nil {
 		return err
 	}
@@ -376,6 +401,46 @@ func startPubSub(ctx context.Context, addr string) (*pstest.Server, error) {
 	}
 	probe.Close()
 	return pstest.NewServerWithAddress(net.JoinHostPort(host, port)), nil
+}
+
+// startStorage starts fakestorage on addr, in memory (a pending request
+// does not outlive a restart either: pstest keeps none), with
+// AttachmentsBucket, and returns it with a storage client pointed at it the
+// way STORAGE_EMULATOR_HOST points one.
+func startStorage(ctx context.Context, addr string) (*fakestorage.Server, *storage.Client, error) {
+	portStr := "0" // unset: any free port, as for the other listeners
+	if addr != "" {
+		var err error
+		if _, portStr, err = net.SplitHostPort(addr); err != nil {
+			return nil, nil, fmt.Errorf("devserver: STORAGE address %q: %w", addr, err)
+		}
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, nil, fmt.Errorf("devserver: STORAGE_PORT %q is not a port number", portStr)
+	}
+	// The client reads objects through the XML API at the emulator's host,
+	// which the fake serves only for its public host; 127.0.0.1 (not
+	// localhost) is what both print and answer.
+	gcs, err := fakestorage.NewServerWithOptions(fakestorage.Options{
+		Scheme: "http", Host: "127.0.0.1", Port: uint16(port), PublicHost: "127.0.0.1",
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("devserver: the embedded Cloud Storage cannot listen on 127.0.0.1:%s (set STORAGE_PORT to use another port): %w", portStr, err)
+	}
+	client, err := storage.NewClient(ctx, option.WithEndpoint(gcs.URL()+"/storage/v1/"), option.WithoutAuthentication())
+	if err != nil {
+		gcs.Stop()
+		return nil, nil, fmt.Errorf("devserver: Cloud Storage client: %w", err)
+	}
+	// Through the client rather than the fake's CreateBucket, which
+	// panics on any error.
+	if err := client.Bucket(AttachmentsBucket).Create(ctx, Project, nil); err != nil {
+		client.Close()
+		gcs.Stop()
+		return nil, nil, fmt.Errorf("devserver: creating bucket %s: %w", AttachmentsBucket, err)
+	}
+	return gcs, client, nil
 }
 
 // appsFrom reads APPS as the sender will. A value it refuses stands in as
@@ -546,9 +611,11 @@ gmail-relay dev server, using %s
 		fmt.Fprintf(out, "  Send topics (APPS):  %s\n", strings.Join(s.SendTopics, ", "))
 	}
 	fmt.Fprintf(out, `  Send a message:      %s
+  Attachments bucket:  gs://%s/<app>/ (default/ without APPS), for attachments[].gcs_uri
 
 PUBSUB_EMULATOR_HOST=%s
-`, send, s.PubSubAddr)
+STORAGE_EMULATOR_HOST=%s
+`, send, AttachmentsBucket, s.PubSubAddr, s.StorageURL)
 }
 
 // runHealthcheck runs the healthcheck function once, with the push request

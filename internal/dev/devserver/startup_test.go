@@ -66,7 +66,7 @@ func TestEnvironmentUntouched(t *testing.T) {
 	if !slices.Equal(now, before) {
 		t.Errorf("the process environment changed while the dev server ran:\nbefore %q\nnow    %q", before, now)
 	}
-	for _, k := range []string{"STORE_BACKEND", "OAUTH_REDIRECT_URL", "ADMIN_REQUIRE_AUTH", "SEND_MAX_DELIVERY_ATTEMPTS"} {
+	for _, k := range []string{"STORE_BACKEND", "OAUTH_REDIRECT_URL", "ADMIN_REQUIRE_AUTH", "SEND_MAX_DELIVERY_ATTEMPTS", "ATTACHMENTS_BUCKET", "STORAGE_EMULATOR_HOST"} {
 		if v, ok := os.LookupEnv(k); ok {
 			t.Errorf("%s=%q is in the process environment", k, v)
 		}
@@ -106,7 +106,7 @@ func TestShutdown(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("run %d ended with %v", run, err)
 		}
-		for _, addr := range []string{strings.TrimPrefix(s.BaseURL, "http://"), s.PubSubAddr} {
+		for _, addr := range []string{strings.TrimPrefix(s.BaseURL, "http://"), s.PubSubAddr, strings.TrimPrefix(s.StorageURL, "http://")} {
 			l, err := net.Listen("tcp", addr)
 			if err != nil {
 				t.Errorf("run %d: %s is still taken after shutdown: %v", run, addr, err)

@@ -90,6 +90,9 @@ type Options struct {
 	MaxDeliveryAttempts int
 	// Policy is passed to sender.New (nil: the default app only).
 	Policy *policy.Policy
+	// Attachments is passed to sender.New: attachments by Cloud Storage
+	// reference, read from a fake (storagetest) by the real client.
+	Attachments sender.Attachments
 }
 
 // Clock is a settable clock shared by the sandbox and the sender. It starts
@@ -359,11 +362,12 @@ func (e *Env) NewSender() *sender.Sender {
 		Ledger: e.Ledger, Accounts: e.Registry, Tokens: e.Tokens, Results: e.Publisher, OAuth: e.OAuth,
 		Gmail: gmail.New(e.URL+"/", nil), ConnectURL: ConnectURL,
 		Lease: e.opts.Lease, SendTimeout: e.opts.SendTimeout, MaxDeliveryAttempts: e.opts.MaxDeliveryAttempts, Now: e.Clock.Now,
-		Policy: e.opts.Policy,
+		Policy: e.opts.Policy, Attachments: e.opts.Attachments,
 	})
 	if err != nil {
 		e.t.Fatalf("sender.New: %v", err)
 	}
+	e.t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
