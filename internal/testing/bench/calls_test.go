@@ -12,7 +12,10 @@ import (
 // message costs in external calls once every account has sent once: Secret
 // Manager reads (want 0), token refreshes (want 0), and Firestore document
 // writes and reads, the send ledger's and the account registry's together,
-// as Firestore bills them (want at most 2 writes and 1 read). Each store is
+// as Firestore bills them (want at most 2 ledger writes, 1 registry write
+// and 1 read). The registry's write is the daily-quota count, coalesced to
+// at most one a second per mailbox, so it costs a full write per send only
+// for a mailbox sending less than once a second. Each store is
 // counted by its own Stats: ledger.Local and registry.Local count a read or
 // write where their Firestore twins make one.
 func TestExternalCallsPerMessage(t *testing.T) {
@@ -53,8 +56,8 @@ func TestExternalCallsPerMessage(t *testing.T) {
 	figure(t, "calls.firestore_reads_per_msg", "%.3f", fr)
 	figure(t, "calls.firestore_split", "ledger %.3f writes, %.3f reads; registry %.3f writes, %.3f reads", per(lw), per(lr), per(rw), per(rr))
 	figure(t, "calls.gmail_calls_per_msg", "%.3f", per(c.GmailAttempts))
-	if c.SMReads != 0 || c.TokenRefreshes != 0 || lw+rw > 2*n || lr+rr > n || c.GmailAccepted != n {
-		t.Errorf("per message at steady state: %.3f Secret Manager reads (want 0), %.3f refreshes (want 0), %.3f Firestore writes (want <= 2), %.3f Firestore reads (want <= 1), %d of %d accepted",
-			sm, rf, fw, fr, c.GmailAccepted, n)
+	if c.SMReads != 0 || c.TokenRefreshes != 0 || lw > 2*n || rw > n || lr+rr > n || c.GmailAccepted != n {
+		t.Errorf("per message at steady state: %.3f Secret Manager reads (want 0), %.3f refreshes (want 0), %.3f ledger writes (want <= 2), %.3f registry writes (want <= 1), %.3f Firestore reads (want <= 1), %d of %d accepted",
+			sm, rf, per(lw), per(rw), fr, c.GmailAccepted, n)
 	}
 }
