@@ -128,7 +128,15 @@ func TestPeakRSSByReference(t *testing.T) {
 	mib := func(kb int64) float64 { return float64(kb) / 1024 }
 	t.Logf("message %.1f MiB (%d bytes, a %d-byte object); sender peak RSS %.1f MiB after a small send, %.1f MiB after this one (+%.1f MiB); %.2f× the message",
 		float64(size)/(1<<20), size, len(file), mib(rep.IdleKB), mib(rep.PeakKB), mib(rep.PeakKB-rep.IdleKB), float64(rep.PeakKB*1024)/float64(size))
-	if rep.PeakKB*1024 > 3*size {
+	switch {
+	case raceBuild:
+		// make test runs with -race: the detector's shadow memory grows the
+		// baseline, so only the growth is held to the bound here; the
+		// figure README quotes comes from the command above, without -race.
+		if (rep.PeakKB-rep.IdleKB)*1024 > 3*size {
+			t.Errorf("RSS grew %d KiB for the %d-byte message, over 3 times it (race build)", rep.PeakKB-rep.IdleKB, size)
+		}
+	case rep.PeakKB*1024 > 3*size:
 		t.Errorf("peak RSS %d KiB is over 3 times the %d-byte message", rep.PeakKB, size)
 	}
 	if rep.IdleKB <= 0 || rep.PeakKB < rep.IdleKB {
