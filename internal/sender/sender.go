@@ -114,21 +114,22 @@ type Sender struct {
 	opts  Options
 	boxes *mailboxes
 	quota *quota
+	// pace spaces each account's sends to the rate Gmail allows it
+	// (pace.go).
+	pace *pace
 
 	mu    sync.Mutex
 	holds map[string]hold
 }
 
-// hold pauses an account after Gmail said to slow down, so redeliveries do
-// not hammer Gmail before the time it gave.
+// hold pauses an account (or, under projectHold, every account) until the
+// time Gmail gave, so redeliveries do not hammer Gmail before it: its
+// daily cap, or the project's quota. It also describes a rate-limited
+// delivery that found no send slot within PaceBudget.
 type hold struct {
 	until time.Time
 	code  gmail.Code
 	msg   string
-	// spacing and next pace a rate-limited account: each waiting delivery
-	// takes the next slot, spacing apart, instead of all retrying at until.
-	spacing time.Duration
-	next    time.Time
 }
 
 // New returns a Sender.
@@ -155,7 +156,7 @@ func New(o Options) (*Sender, error) {
 		o.MaxBackoff = 600 * time.Second
 	}
 	return &Sender{opts: o, boxes: newMailboxes(o.Tokens, o.OAuth, o.Gmail, o.Delegation, o.Accounts),
-		quota: newQuota(o.Accounts, o.Now), holds: map[string]hold{}}, nil
+		quota: newQuota(o.Accounts, o.Now), pace: newPace(), holds: map[string]hold{}}, nil
 }
 
 // closeTimeout bounds Close's writes of the sends not yet counted.
@@ -358,15 +359,9 @@ func (j *job) admit(ctx context.Context) error {
 	case j.acctErr == nil:
 		s.adopt(j.account, j.acct, s.opts.Now())
 	}
-	wait, h, ok := s.reserve(j.account, s.opts.Now(), s.opts.PaceBudget)
+	sl, h, ok := s.reserve(j.account, s.opts.Now(), s.opts.PaceBudget)
 	if !ok {
-		if j.lastAttempt() {
-			j.held = &h
-			return nil
-		}
-		logging.FromContext(ctx).InfoContext(ctx, "account held; redelivering later without a Gmail call or an attempt",
-			"error_code", h.code, "retry_at", h.until)
-		return fmt.Errorf("%w: %s (held until %s)", ErrRetry, h.msg, h.until.UTC().Format(time.RFC3339))
+		return j.heldOff(ctx, h)
 	}
 	// Checked once Gmail's own holds let the delivery through, so that a
 	// delivery those hold keeps no place under the limit meanwhile.
@@ -377,15 +372,63 @@ func (j *job) admit(ctx context.Context) error {
 		}
 		j.reserved = true
 	}
-	if wait > 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: waiting for the account's next send slot: %v", ErrRetry, ctx.Err())
-		case <-time.After(wait):
-		}
-		j.paced = wait
+	waited, h, ok, err := j.awaitSlot(ctx, sl, s.opts.PaceBudget)
+	j.paced = waited
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: waiting for the account's next send slot: %v", ErrRetry, err)
+	case !ok:
+		return j.heldOff(ctx, h)
 	}
 	return nil
+}
+
+// heldOff answers a delivery that admit does not let through: a nack,
+// before any claim, so that no attempt is counted; on the last delivery
+// attempt it lets the delivery through for run to report the hold.
+func (j *job) heldOff(ctx context.Context, h hold) error {
+	if j.lastAttempt() {
+		j.held = &h
+		return nil
+	}
+	logging.FromContext(ctx).InfoContext(ctx, "account held; redelivering later without a Gmail call or an attempt",
+		"error_code", h.code, "retry_at", h.until)
+	return fmt.Errorf("%w: %s (held until %s)", ErrRetry, h.msg, h.until.UTC().Format(time.RFC3339))
+}
+
+// awaitSlot waits for the account's send slot sl. When the account's pace
+// changes meanwhile (Gmail refused another of its sends, or answered the
+// probes), the slot is no longer right and it takes a new one, within what
+// is left of budget. It returns how long it waited, and !ok with the hold
+// when no slot comes within the budget.
+func (j *job) awaitSlot(ctx context.Context, sl slot, budget time.Duration) (time.Duration, hold, bool, error) {
+	s := j.s
+	start := time.Now()
+	for {
+		wait := sl.at.Sub(s.opts.Now())
+		if wait <= 0 {
+			return time.Since(start), hold{}, true, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return time.Since(start), hold{}, false, ctx.Err()
+		case <-t.C:
+			if sl.probe {
+				s.pace.probeTimedOut(j.account)
+			}
+			return time.Since(start), hold{}, true, nil
+		case <-sl.changed:
+			t.Stop()
+		}
+		var h hold
+		var ok bool
+		waited := time.Since(start)
+		if sl, h, ok = s.reserve(j.account, s.opts.Now(), budget-waited); !ok {
+			return waited, h, false, nil
+		}
+	}
 }
 
 // quotaHeld holds a message the mailbox's daily limits do not admit: it
@@ -486,28 +529,34 @@ func (j *job) run(ctx context.Context) error {
 	var f *gmail.Failure
 	budget := s.opts.PaceBudget - j.paced
 	for {
+		started := s.opts.Now()
 		sent, f = j.send(ctx, raw)
-		if f == nil || f.Code != gmail.CodeRateLimited || f.RetryAt.IsZero() {
+		if f == nil || f.Code != gmail.CodeRateLimited {
+			if j.tried {
+				s.pace.answered(j.account, started, s.opts.Now(), f == nil)
+			}
 			break
 		}
-		s.hold(j.account, hold{until: f.RetryAt, code: f.Code, msg: f.Message}, s.opts.Now())
-		if budget <= 0 {
+		// The account's pace learns from the refusal, and every waiting
+		// delivery of the account takes a slot after Gmail's time.
+		s.pace.limited(j.account, started, s.opts.Now(), f.RetryAt, f.Message)
+		if f.RetryAt.IsZero() || budget <= 0 {
 			break
 		}
 		// Gmail asked for a short pause: wait for the account's next slot
 		// within what is left of the budget, then try again.
-		wait, h, ok := s.reserve(j.account, s.opts.Now(), budget)
+		sl, h, ok := s.reserve(j.account, s.opts.Now(), budget)
 		if !ok {
 			return j.retry(ctx, &gmail.Failure{Code: h.code, Message: h.msg, RetryAt: h.until, Retryable: true}, nil)
 		}
-		if wait > 0 {
-			select {
-			case <-ctx.Done():
-				return j.retry(ctx, &gmail.Failure{Code: gmail.CodeRateLimited, Retryable: true, Message: h.msg}, ctx.Err())
-			case <-time.After(wait):
-			}
-			budget -= wait
+		waited, h, ok, err := j.awaitSlot(ctx, sl, budget)
+		switch {
+		case err != nil:
+			return j.retry(ctx, &gmail.Failure{Code: gmail.CodeRateLimited, Retryable: true, Message: f.Message, RetryAt: f.RetryAt}, err)
+		case !ok:
+			return j.retry(ctx, &gmail.Failure{Code: h.code, Message: h.msg, RetryAt: h.until, Retryable: true}, nil)
 		}
+		budget -= waited
 	}
 	// From here on the sender records what Gmail did, or may have done. The
 	// delivery's context can end at any moment (the push request timed out,
@@ -556,19 +605,17 @@ func (j *job) run(ctx context.Context) error {
 	case f.Code == gmail.CodeReauthRequired:
 		j.markReauth(ctx, f.Message)
 		return j.fail(ctx, f)
-	case f.Code == gmail.CodeRateLimited || f.Code == gmail.CodeDailyLimit:
-		if !f.RetryAt.IsZero() {
-			s.hold(j.account, hold{until: f.RetryAt, code: f.Code, msg: f.Message}, s.opts.Now())
-		}
-		if f.Code == gmail.CodeDailyLimit && !f.RetryAt.IsZero() {
-			j.persistHold(ctx, f)
-		}
+	case f.Code == gmail.CodeDailyLimit && !f.RetryAt.IsZero():
+		// A rate limit is the account's pace's (above); the daily cap
+		// holds the account until Gmail's time, on every instance.
+		s.hold(j.account, hold{until: f.RetryAt, code: f.Code, msg: f.Message})
+		j.persistHold(ctx, f)
 	case f.Code == gmail.CodeProjectQuota:
 		// Every mailbox shares the project's quota: an operator must know,
 		// and no account should call Gmail before the reset.
 		logging.FromContext(ctx).ErrorContext(ctx, "the Cloud project's Gmail API quota is exhausted; every send is held until it resets",
 			"alert", "project_quota", "retry_at", f.RetryAt)
-		s.hold(projectHold, hold{until: f.RetryAt, code: f.Code, msg: f.Message}, s.opts.Now())
+		s.hold(projectHold, hold{until: f.RetryAt, code: f.Code, msg: f.Message})
 	}
 	if f.Retryable {
 		return j.retry(ctx, f, nil)
@@ -784,42 +831,35 @@ func (s *Sender) reconnectURL(account string) string {
 // account; no address is empty.
 const projectHold = ""
 
-// reserve decides whether a delivery for account may send now. Without a
-// hold it may (wait 0). A daily-limit or project-quota hold refuses. A
-// rate-limit hold hands out the account's next slot if it comes within
-// budget, so a burst drains at the pace Gmail allows instead of all
-// deliveries retrying at once.
-func (s *Sender) reserve(account string, now time.Time, budget time.Duration) (time.Duration, hold, bool) {
+// reserve decides whether a delivery for account may send, and when. A
+// daily-limit or project-quota hold refuses. Otherwise the account's pace
+// (pace.go) hands out its next send slot if it comes within budget, so
+// that a burst drains at the rate Gmail allows instead of all deliveries
+// trying at once; one beyond the budget is refused, and taken by none.
+func (s *Sender) reserve(account string, now time.Time, budget time.Duration) (slot, hold, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if h, ok := s.holds[projectHold]; ok {
-		if now.Before(h.until) {
-			return 0, h, false
+	for _, key := range []string{projectHold, account} {
+		h, ok := s.holds[key]
+		if !ok {
+			continue
 		}
-		delete(s.holds, projectHold)
+		if now.Before(h.until) {
+			s.mu.Unlock()
+			return slot{}, h, false
+		}
+		delete(s.holds, key)
 	}
-	h, ok := s.holds[account]
-	if !ok {
-		return 0, hold{}, true
+	s.mu.Unlock()
+	sl, r := s.pace.reserve(account, now, budget)
+	if r == nil {
+		return sl, hold{}, true
 	}
-	if !now.Before(h.until) && !now.Before(h.next) {
-		delete(s.holds, account)
-		return 0, hold{}, true
+	msg := "the relay paces the mailbox's sends to the rate Gmail allows it"
+	if r.msg != "" {
+		msg = r.msg + "; the relay paces the mailbox's sends to it"
 	}
-	if h.code != gmail.CodeRateLimited {
-		return 0, h, false
-	}
-	at := h.until
-	if h.next.After(at) {
-		at = h.next
-	}
-	wait := at.Sub(now)
-	if wait > budget {
-		return 0, h, false
-	}
-	h.next = at.Add(h.spacing)
-	s.holds[account] = h
-	return wait, h, true
+	return slot{}, hold{until: r.at, code: gmail.CodeRateLimited,
+		msg: msg + fmt.Sprintf(", and its next send slot is further off than a delivery waits (%s)", max(budget, 0).Round(time.Millisecond))}, false
 }
 
 // adopt takes a's persisted hold (another instance's, or this one's before
@@ -840,14 +880,9 @@ func (s *Sender) adopt(account string, a *registry.Account, now time.Time) {
 	s.holds[account] = hold{until: a.HoldUntil, code: gmail.CodeDailyLimit, msg: msg}
 }
 
-// hold pauses account until h.until. A rate-limit hold spaces the waiting
-// deliveries by the interval Gmail asked for, within 50–500 ms.
-func (s *Sender) hold(account string, h hold, now time.Time) {
-	h.spacing = min(max(h.until.Sub(now), 50*time.Millisecond), 500*time.Millisecond)
+// hold pauses account (or, as projectHold, every account) until h.until.
+func (s *Sender) hold(account string, h hold) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, ok := s.holds[account]; ok && cur.next.After(h.next) {
-		h.next = cur.next
-	}
 	s.holds[account] = h
 }

@@ -222,11 +222,18 @@ func TestReliabilityQuota(t *testing.T) {
 	if int64(files)+sim.DeadLettered.Load() != int64(len(ds)) {
 		t.Errorf("%d accepted + %d dead-lettered != %d messages", files, sim.DeadLettered.Load(), len(ds))
 	}
+	// Issue 18's targets that timing barely sways are asserted: each
+	// account's pace (internal/sender/pace.go) learns Gmail's rate from one
+	// refusal and spreads the rest. Goodput, which timing sways, is a figure.
+	calls := float64(st.SendsAccepted+st.SendsRateLimited+st.SendsFaulted) / n
+	if calls > 1.1 || sim.DeadLettered.Load() != 0 {
+		t.Errorf("%.2f Gmail calls per message and %d dead-lettered; want at most 1.1 and none", calls, sim.DeadLettered.Load())
+	}
 	ideal := (perAccount - 1) / rate // the first send of each account uses the burst
 	figure(t, "quota.goodput", "%.1f msgs/s over %.1fs (ceiling %.1f/s = %d accounts x %.1f/s; ideal run %.1fs)",
 		float64(files)/elapsed.Seconds(), elapsed.Seconds(), rate*accounts, accounts, rate, ideal)
 	figure(t, "quota.amplification", "%.2f deliveries/msg, %.2f Gmail calls/msg (%d answered 429 by the quota)",
-		float64(sim.Deliveries.Load())/n, float64(st.SendsAccepted+st.SendsRateLimited+st.SendsFaulted)/n, st.SendsRateLimited)
+		float64(sim.Deliveries.Load())/n, calls, st.SendsRateLimited)
 	figure(t, "quota.dead_lettered", "%d of %d (backoff 1s..60s, 10 attempts)", sim.DeadLettered.Load(), len(ds))
 }
 
