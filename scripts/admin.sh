@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Operator CLI for the admin function.
 #
-#   scripts/admin.sh list [--json]           # every account: email, status, last refresh, last error
+#   scripts/admin.sh list [--json]           # every account: email, status, kind, today (sent / limit), last refresh, last error
 #   scripts/admin.sh show EMAIL              # one account
 #   scripts/admin.sh test EMAIL [--send]     # a real token refresh (and a test message to itself)
 #   scripts/admin.sh disconnect EMAIL        # revoke at Google, destroy the secret, mark disconnected
 #   scripts/admin.sh message KEY EMAIL [APP] # send status of KEY sent from EMAIL (APP: default)
 #   scripts/admin.sh aliases EMAIL ALIAS...  # replace EMAIL's send-as aliases (--none: remove all)
+#   scripts/admin.sh limit EMAIL N           # EMAIL's daily message limit, 1..2000 (0 or --default: its kind's)
 #
 # ADMIN_URL defaults to the local dev server (http://localhost:8080/admin).
 # For a deployed relay set ADMIN_URL to the Terraform output admin_url; the
@@ -18,7 +19,7 @@ set -euo pipefail
 ADMIN_URL="${ADMIN_URL:-http://localhost:${PORT:-8080}/admin}"
 ADMIN_URL="${ADMIN_URL%/}"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 urlencode() {
   local s="$1" out="" c i
   for ((i = 0; i < ${#s}; i++)); do
@@ -81,5 +82,13 @@ case "$cmd" in
       done
     fi
     call PUT "/accounts/$(urlencode "$email")/aliases" application/json "{\"aliases\": [$list]}" ;;
+  limit)
+    # Messages per rolling 24 hours; a request over it is held, not sent.
+    # Without an override: Workspace 2000, consumer Gmail 500.
+    [ $# -eq 2 ] || usage
+    n="$2"; [ "$n" = "--default" ] && n=0
+    [[ "$n" =~ ^[0-9]+$ ]] || { echo "admin.sh: limit: N must be a whole number from 1 to 2000, or 0 (--default) for the account's default" >&2; exit 2; }
+    n="${n#"${n%%[!0]*}"}"  # JSON allows no leading zero
+    call PATCH "/accounts/$(urlencode "$1")" application/json "{\"daily_limit\": ${n:-0}}" ;;
   *) usage ;;
 esac

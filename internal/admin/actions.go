@@ -10,6 +10,7 @@ import (
 
 	"github.com/gmailrelay/gmailrelay/internal/account"
 	"github.com/gmailrelay/gmailrelay/internal/health"
+	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/respond"
 )
 
@@ -20,6 +21,8 @@ const maxFormBytes = 16 << 10
 type accountsPage struct {
 	Accounts []accountRow
 	Now      time.Time
+	// MaxDailyLimit bounds the Set limit field, as the API does.
+	MaxDailyLimit int
 }
 
 type accountRow struct {
@@ -30,11 +33,26 @@ type accountRow struct {
 }
 
 func (h *Handler) page(views []AccountView) accountsPage {
-	p := accountsPage{Now: h.opts.Now().UTC()}
+	p := accountsPage{Now: h.opts.Now().UTC(), MaxDailyLimit: registry.MaxDailyLimit}
 	for _, v := range views {
 		p.Accounts = append(p.Accounts, accountRow{AccountView: v, Link: h.opts.Checker.ReconnectURL(v.Email)})
 	}
 	return p
+}
+
+// Today is the row's Today cell: messages sent / the limit.
+func (r accountRow) Today() string { return today(r.AccountView) }
+
+// TodayDetail spells the cell out, recipients included, for its tooltip.
+func (r accountRow) TodayDetail() string {
+	s := fmt.Sprintf("%d of %d messages", r.UsedToday.Messages, r.Limits.Messages)
+	if r.Limits.Recipients > 0 {
+		s += fmt.Sprintf(" and %d of %d recipients", r.UsedToday.Recipients, r.Limits.Recipients)
+	}
+	if r.DailyLimit > 0 {
+		s += " (limit set by the operator)"
+	}
+	return s + " in the last 24 hours"
 }
 
 // actionPage is what a button's form answers in a browser.
@@ -130,15 +148,21 @@ func writeTable(w http.ResponseWriter, views []AccountView) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "EMAIL\tSTATUS\tKIND\tLAST REFRESH\tLAST ERROR")
+	fmt.Fprintln(tw, "EMAIL\tSTATUS\tKIND\tTODAY\tLAST REFRESH\tLAST ERROR")
 	for _, v := range views {
 		refresh := "never"
 		if !v.LastRefreshAt.IsZero() {
 			refresh = v.LastRefreshAt.UTC().Format("2006-01-02 15:04 MST")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Email, v.Status, v.Kind, refresh, oneLine(v.LastError))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Email, v.Status, v.Kind, today(v), refresh, oneLine(v.LastError))
 	}
 	_ = tw.Flush()
+}
+
+// today is the messages sent in the rolling 24 hours and the message
+// limit, as the page's Today column shows them: "3 / 500".
+func today(v AccountView) string {
+	return fmt.Sprintf("%d / %d", v.UsedToday.Messages, v.Limits.Messages)
 }
 
 // oneLine keeps a table row on one line, cut to a terminal's width.

@@ -61,6 +61,9 @@ type Options struct {
 	// Aliases sets send-as aliases; nil means Checker.Accounts, when it
 	// can (the registry stores both do).
 	Aliases Aliases
+	// DailyLimits sets daily message limits; nil means Checker.Accounts,
+	// when it can (the registry stores both do).
+	DailyLimits DailyLimits
 	// URL is the function's public URL (ADMIN_URL): requests for another
 	// Host are refused, and identity tokens must name it as audience.
 	// Empty skips the Host check.
@@ -88,17 +91,23 @@ func New(o Options) *Handler {
 	}
 	h := &Handler{opts: o, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "accounts", http.StatusFound)
+		// Relative, by hand: http.Redirect would resolve it against the
+		// path this handler sees, which lacks make dev's /admin prefix.
+		w.Header().Set("Location", "accounts")
+		w.WriteHeader(http.StatusFound)
 	})
 	h.mux.HandleFunc("GET /accounts", h.list)
 	h.mux.HandleFunc("GET /accounts/{email}", h.get)
 	h.mux.HandleFunc("POST /accounts/{email}/test", h.test)
 	h.mux.HandleFunc("DELETE /accounts/{email}", h.disconnect)
+	h.mux.HandleFunc("PATCH /accounts/{email}", h.patchAccount)
 	// HTML forms can only POST: the page's Disconnect button comes here.
 	h.mux.HandleFunc("POST /accounts/{email}/disconnect", h.disconnectForm)
 	h.mux.HandleFunc("PUT /accounts/{email}/aliases", h.setAliases)
 	// and the page's Save aliases form.
 	h.mux.HandleFunc("POST /accounts/{email}/aliases", h.aliasesForm)
+	// and the page's Set limit form (PATCH's daily_limit).
+	h.mux.HandleFunc("POST /accounts/{email}/daily-limit", h.dailyLimitForm)
 	h.mux.HandleFunc("GET /messages/{key...}", h.messageStatus)
 	h.guarded = newGuard(o).wrap(http.HandlerFunc(h.route))
 	return h
@@ -127,7 +136,7 @@ func noRoute(w http.ResponseWriter, r *http.Request, fallback http.Handler) {
 	case http.StatusNotFound:
 		respond.Error(w, r, http.StatusNotFound, respond.APIError{Code: "not_found",
 			Message: r.URL.Path + " is not an admin API path.",
-			Fix:     "Use /accounts, /accounts/{email}, /accounts/{email}/test, /accounts/{email}/aliases or /messages/{idempotency_key}."})
+			Fix:     "Use /accounts, /accounts/{email}, /accounts/{email}/test, /accounts/{email}/aliases, /accounts/{email}/daily-limit or /messages/{idempotency_key}."})
 	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", rec.header.Get("Allow"))
 		respond.Error(w, r, http.StatusMethodNotAllowed, respond.APIError{Code: "method_not_allowed",
@@ -185,12 +194,22 @@ type AccountView struct {
 	// Aliases are the registered send-as aliases, which a request's from
 	// may name besides Email.
 	Aliases []string `json:"aliases"`
+	// DailyLimit is the operator's message limit (PATCH daily_limit),
+	// omitted while the kind's default applies.
+	DailyLimit int `json:"daily_limit,omitempty"`
+	// Limits are the limits in force over a rolling 24 hours.
+	Limits Quota `json:"limits"`
+	// UsedToday is what the mailbox sent in the rolling 24 hours.
+	UsedToday Quota `json:"used_today"`
 }
 
 func (h *Handler) view(a *registry.Account) AccountView {
 	v := AccountView{Email: a.Email, Status: string(a.Status), Scopes: a.Scopes, ConnectedAt: a.ConnectedAt,
 		LastRefreshAt: a.LastRefreshAt, TokenIssuedAt: a.TokenIssuedAt, LastError: a.LastError, LastErrorAt: a.LastErrorAt,
-		Aliases: a.Aliases}
+		Aliases: a.Aliases, DailyLimit: a.DailyLimit}
+	l := a.Limits()
+	v.Limits = Quota{Messages: l.Messages, Recipients: l.Recipients}
+	v.UsedToday.Messages, v.UsedToday.Recipients = a.Used(h.opts.Now())
 	if v.Aliases == nil {
 		v.Aliases = []string{}
 	}

@@ -25,7 +25,8 @@ import (
 // TestBrowserAccountActions presses each button of the accounts page in
 // Chromium against the dev stack (make dev's server, with the sandbox as
 // Google), and checks what each did: Test refreshes (valid), Send test
-// message puts a message to the entered address in the outbox, Disconnect
+// message puts a message to the entered address in the outbox, Today shows
+// the day's use and the limit, and Set limit changes it, Disconnect
 // needs its box ticked and then leaves the account disconnected, and the
 // reconnect link is there to copy. Screenshots go to $TEST_ARTIFACTS_DIR.
 func TestBrowserAccountActions(t *testing.T) {
@@ -94,6 +95,33 @@ func TestBrowserAccountActions(t *testing.T) {
 	if msgs := outboxTo(t, srv.OutboxDir, rcpt); len(msgs) != 1 || msgs[0].Header.Get("Subject") != "gmail-relay connection test" {
 		t.Errorf("%d test messages to %s in the outbox, want 1", len(msgs), rcpt)
 	}
+
+	// Today: the day's use and the limit of the mailbox's kind, which the
+	// connect flow learnt from Google's hd (the sandbox's example.com is
+	// Workspace, gmail.com consumer); Set limit replaces it.
+	const carol = "page-carol@gmail.com"
+	connectMailbox(t, srv, carol)
+	accounts()
+	carolRow := `tr[data-email="` + carol + `"] `
+	if got := text(row + "td.today"); got != "0 / 2000" {
+		t.Errorf("Today of the Workspace mailbox %q, want 0 / 2000", got)
+	}
+	if got := text(carolRow + "td.today"); got != "0 / 500" {
+		t.Errorf("Today of the consumer mailbox %q, want 0 / 500", got)
+	}
+	// The value attribute is the stored limit, so the selector matches
+	// only once the page has come back from the form.
+	if err := chromedp.Do(bctx,
+		chromedp.SendKeys(chromedp.CSS(carolRow+`input[name="daily_limit"]`), "2"),
+		chromedp.Click(chromedp.CSS(carolRow+`button[value="daily-limit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(carolRow+`input[name="daily_limit"][value="2"]`)),
+	); err != nil {
+		t.Fatalf("setting the daily limit: %v", err)
+	}
+	if got := text(carolRow + "td.today"); got != "0 / 2" {
+		t.Errorf("Today after setting the limit to 2: %q, want 0 / 2", got)
+	}
+	browsertest.Screenshot(bctx, t, "admin-actions-daily-limit")
 
 	// Disconnect: without the box ticked the browser does not submit (the
 	// server would refuse too, see TestErrorShape); ticked, it goes ahead.
@@ -278,5 +306,22 @@ func TestScriptList(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(run("list", "--json")), &got); err != nil || len(got.Accounts) != 2 {
 		t.Errorf("list --json: %v %+v", err, got)
+	}
+
+	// limit sets the daily limit, and list shows it beside the day's use.
+	if out := run("limit", "list-alice@example.com", "07"); !strings.Contains(out, `"daily_limit": 7`) {
+		t.Errorf("limit answered:\n%s", out)
+	}
+	table = strings.Split(strings.TrimSpace(run("list")), "\n")
+	if len(table) != 3 || !strings.Contains(table[0], "TODAY") || !strings.Contains(table[1], " 0 / 7 ") || !strings.Contains(table[2], " 0 / 2000 ") {
+		t.Errorf("table after limit:\n%s", strings.Join(table, "\n"))
+	}
+	if out := run("limit", "list-alice@example.com", "--default"); strings.Contains(out, `"daily_limit"`) || !strings.Contains(out, `"messages": 2000`) {
+		t.Errorf("limit --default answered:\n%s", out)
+	}
+	cmd := exec.Command("../../scripts/admin.sh", "limit", "list-alice@example.com", "lots")
+	cmd.Env = append(os.Environ(), "ADMIN_URL="+srv.BaseURL+"/admin")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "whole number") {
+		t.Errorf("limit lots: %v\n%s; want a refusal that says what N must be", err, out)
 	}
 }

@@ -214,6 +214,10 @@ func (c *Confirm) save(ctx context.Context, g *oauth.Grant, refreshToken string,
 	acct := &registry.Account{
 		Email: g.Email, Status: registry.StatusConnected, Scopes: g.Scopes,
 		ConnectedAt: now, TokenIssuedAt: now, LastRefreshAt: now, UpdatedAt: now,
+		// Google's hd claim from the exchange's ID token: it picks the
+		// mailbox's daily limits (Workspace or consumer Gmail). Every
+		// reconnect writes it afresh, as an account can change kind.
+		HostedDomain: g.HostedDomain,
 	}
 	if err := retry(ctx, c.opts.SaveAttempts, c.opts.SaveBackoff, func() error { return c.opts.Accounts.Upsert(ctx, acct) }); err != nil {
 		log.ErrorContext(ctx, "saving the account failed; removing the token", "error", err)

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/gmailrelay/gmailrelay/internal/dev/sandbox"
+	"github.com/gmailrelay/gmailrelay/internal/registry"
 )
 
 // TestConfirmConnects walks the whole flow and checks everything a
@@ -779,4 +780,47 @@ func editClaims(idToken string, edit func(map[string]any)) string {
 	raw, _ = json.Marshal(claims)
 	parts[1] = base64.RawURLEncoding.EncodeToString(raw)
 	return strings.Join(parts, ".")
+}
+
+// TestConfirmStoresHostedDomain: the registry keeps Google's hd from the
+// ID token, which picks the mailbox's daily limits: a Workspace connect
+// stores its domain (2,000 messages a day), a consumer Gmail one stores
+// nothing (500), and a reconnect replaces what an earlier connect stored.
+func TestConfirmStoresHostedDomain(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, email string
+		// consumerLater marks the domain consumer before a reconnect.
+		consumerLater bool
+		wantHD        string
+		wantMessages  int
+	}{
+		{name: "workspace", email: "alice@example.com", wantHD: "example.com", wantMessages: registry.WorkspaceDailyMessages},
+		{name: "consumer gmail", email: "erin@gmail.com", wantHD: "", wantMessages: registry.ConsumerDailyMessages},
+		{name: "workspace, then reconnected as consumer", email: "dan@example.net", consumerLater: true, wantHD: "", wantMessages: registry.ConsumerDailyMessages},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, setup{})
+			b := h.browser()
+			wantConnected(t, b.open(t, b.connectURL(t, c.email), true), c.email)
+			if c.consumerLater {
+				if a := h.wantRegistered(t, c.email, grantedScopes); a.HostedDomain == "" {
+					t.Fatalf("the first connect stored no hd for %s", c.email)
+				}
+				_, domain, _ := strings.Cut(c.email, "@")
+				h.sb.SetConsumerDomain(domain, true)
+				again := h.browser()
+				wantConnected(t, again.open(t, again.connectURL(t, c.email), true), c.email)
+			}
+			a := h.wantRegistered(t, c.email, grantedScopes)
+			if a.HostedDomain != c.wantHD {
+				t.Errorf("hosted_domain = %q, want %q", a.HostedDomain, c.wantHD)
+			}
+			if got := a.Limits().Messages; got != c.wantMessages {
+				t.Errorf("daily message limit = %d, want %d", got, c.wantMessages)
+			}
+		})
+	}
 }
