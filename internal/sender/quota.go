@@ -2,7 +2,9 @@ package sender
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -67,6 +69,9 @@ type tally struct {
 	lastWrite time.Time
 	writing   bool
 	timer     *time.Timer
+	// log is the last settling delivery's logger, for the timer's writes,
+	// which run outside any request.
+	log *slog.Logger
 }
 
 // writtenCount is a count this instance wrote, and when the write returned
@@ -145,6 +150,7 @@ func (q *quota) settle(ctx context.Context, email string, recipients int, sent b
 		return
 	}
 	t.pending = append(t.pending, registry.Bucket{Hour: registry.HourOf(now), Messages: 1, Recipients: recipients})
+	t.log = logging.FromContext(ctx)
 	add, drop, ok := q.take(email, t)
 	q.mu.Unlock()
 	if ok {
@@ -184,9 +190,16 @@ func (q *quota) write(ctx context.Context, email string, add []registry.Bucket, 
 	t.writing = false
 	t.inflight = nil
 	t.lastWrite = q.clock()
-	if err != nil {
+	log := t.log
+	gone := errors.Is(err, registry.ErrNotFound)
+	switch {
+	case gone:
+		// The account's document is gone (a test's store, a manual
+		// delete): there is nothing to count against, and retrying
+		// every second would never end.
+	case err != nil:
 		t.pending = append(add, t.pending...)
-	} else {
+	default:
 		for _, b := range add {
 			t.written = append(t.written, writtenCount{Bucket: b, at: t.lastWrite})
 		}
@@ -197,8 +210,14 @@ func (q *quota) write(ctx context.Context, email string, add []registry.Bucket, 
 	}
 	q.forgetIdle(email, t)
 	q.mu.Unlock()
-	if err != nil {
-		logging.FromContext(ctx).WarnContext(ctx, "counting the send against the mailbox's daily limit failed; kept to write again", "account", email, "error", err)
+	if log == nil {
+		log = logging.FromContext(ctx)
+	}
+	switch {
+	case gone:
+		log.WarnContext(ctx, "the mailbox's registry entry is gone; its sends are not counted against a daily limit", "account", email, "error", err)
+	case err != nil:
+		log.WarnContext(ctx, "counting the send against the mailbox's daily limit failed; kept to write again", "account", email, "error", err)
 	}
 }
 

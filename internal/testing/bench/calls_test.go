@@ -54,6 +54,8 @@ func TestExternalCallsPerMessage(t *testing.T) {
 	figure(t, "calls.token_refreshes_per_msg", "%.3f", rf)
 	figure(t, "calls.firestore_writes_per_msg", "%.3f", fw)
 	figure(t, "calls.firestore_reads_per_msg", "%.3f", fr)
+	figure(t, "calls.ledger_writes_per_msg", "%.3f", per(lw))
+	figure(t, "calls.registry_writes_per_msg", "%.3f", per(rw))
 	figure(t, "calls.firestore_split", "ledger %.3f writes, %.3f reads; registry %.3f writes, %.3f reads", per(lw), per(lr), per(rw), per(rr))
 	figure(t, "calls.gmail_calls_per_msg", "%.3f", per(c.GmailAttempts))
 	if c.SMReads != 0 || c.TokenRefreshes != 0 || lw > 2*n || rw > n || lr+rr > n || c.GmailAccepted != n {

@@ -123,6 +123,9 @@ func newRelay(tb testing.TB, g *google, o relayOpts) *relay {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// Before the stores' directory goes (cleanups run last first): the
+	// sender writes its last daily-quota counts on Close.
+	tb.Cleanup(func() { _ = r.Sender.Close() })
 	n := o.Accounts
 	if n == 0 {
 		n = 50
