@@ -231,13 +231,24 @@ cmd_start() {
     started="$started $name"
   done
 
-  local pending="$started" deadline=$((SECONDS + timeout_s)) still
+  local pending="$started" deadline=$((SECONDS + timeout_s)) still retried=" "
   while [[ -n "${pending// /}" ]]; do
     still=""
     for name in $pending; do
       port="$(cut -d: -f2 <"$state_dir/$name.addr")"
       if answers "$port"; then
         log "$name ready at 127.0.0.1:$port after $(($(now_ms) - t0)) ms"
+      elif ! running "$name" && [[ "$retried" != *" $name "* ]]; then
+        # Seen on CI once, with an empty log: the emulator died at once
+        # (a port taken between the check and the bind, or two gcloud
+        # processes starting together). One more try on another port.
+        log "$name exited before answering; starting it once more on another port"
+        retried="$retried$name "
+        kill_group "$name"
+        port="$(free_port)" || fail_start "$name" "exited before answering, and no other port is free"
+        taken_port="$port"
+        launch "$name" "$port"
+        still="$still $name"
       elif ! running "$name"; then
         fail_start "$name" "exited before answering"
       else
