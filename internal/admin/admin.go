@@ -58,12 +58,10 @@ type Options struct {
 	Revoker Revoker
 	Ledger  Ledger
 	Gmail   *gmail.Client
-	// Aliases sets send-as aliases; nil means Checker.Accounts, when it
-	// can (the registry stores both do).
-	Aliases Aliases
-	// DailyLimits sets daily message limits; nil means Checker.Accounts,
-	// when it can (the registry stores both do).
-	DailyLimits DailyLimits
+	// Settings stores what an operator sets on an account (send-as
+	// aliases, the daily limit); nil means Checker.Accounts, when it can
+	// (both registry stores do, and every wiring passes the registry).
+	Settings Settings
 	// URL is the function's public URL (ADMIN_URL): requests for another
 	// Host are refused, and identity tokens must name it as audience.
 	// Empty skips the Host check.

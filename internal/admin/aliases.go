@@ -16,14 +16,15 @@ import (
 	"github.com/gmailrelay/gmailrelay/internal/respond"
 )
 
-// Aliases sets an account's send-as aliases in the registry.
-type Aliases interface {
+// Settings stores what an operator sets on an account in the registry.
+type Settings interface {
 	SetAliases(ctx context.Context, email string, aliases []string, now time.Time) (*registry.Account, error)
+	SetDailyLimit(ctx context.Context, email string, limit int, now time.Time) (*registry.Account, error)
 }
 
 var (
-	_ Aliases = (*registry.Local)(nil)
-	_ Aliases = (*registry.Firestore)(nil)
+	_ Settings = (*registry.Local)(nil)
+	_ Settings = (*registry.Firestore)(nil)
 )
 
 // aliasFix says what an alias needs besides the registration here: Gmail
@@ -108,7 +109,7 @@ func (h *Handler) doSetAliases(ctx context.Context, e string, list []string) (*A
 			Message: fmt.Sprintf("No alias was changed: %d aliases, over the limit of %d per account.", len(clean), registry.MaxAliases),
 			Fix:     "Register only the addresses the relay's apps send as."}
 	}
-	a, err := h.aliases().SetAliases(ctx, e, clean, h.opts.Now().UTC())
+	a, err := h.settings().SetAliases(ctx, e, clean, h.opts.Now().UTC())
 	if errors.Is(err, registry.ErrNotFound) {
 		return nil, http.StatusNotFound, &respond.APIError{Code: "unknown_account",
 			Message: e + " has never been connected to this relay.",
@@ -124,20 +125,27 @@ func (h *Handler) doSetAliases(ctx context.Context, e string, list []string) (*A
 	return &v, http.StatusOK, nil
 }
 
-// aliases is Options.Aliases, or else the registry the checker reads,
+// settings is Options.Settings, or else the registry the checker reads,
 // which is the same store in every wiring.
-func (h *Handler) aliases() Aliases {
-	if h.opts.Aliases != nil {
-		return h.opts.Aliases
+func (h *Handler) settings() Settings {
+	if h.opts.Settings != nil {
+		return h.opts.Settings
 	}
-	if a, ok := h.opts.Checker.Accounts.(Aliases); ok {
-		return a
+	if s, ok := h.opts.Checker.Accounts.(Settings); ok {
+		return s
 	}
-	return noAliases{}
+	return noSettings{}
 }
 
-type noAliases struct{}
+// noSettings is an account store that keeps no operator settings.
+type noSettings struct{}
 
-func (noAliases) SetAliases(context.Context, string, []string, time.Time) (*registry.Account, error) {
-	return nil, errors.New("admin: the account store cannot set aliases")
+var errNoSettings = errors.New("admin: the account store keeps no operator settings")
+
+func (noSettings) SetAliases(context.Context, string, []string, time.Time) (*registry.Account, error) {
+	return nil, errNoSettings
+}
+
+func (noSettings) SetDailyLimit(context.Context, string, int, time.Time) (*registry.Account, error) {
+	return nil, errNoSettings
 }

@@ -9,21 +9,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gmailrelay/gmailrelay/internal/logging"
 	"github.com/gmailrelay/gmailrelay/internal/registry"
 	"github.com/gmailrelay/gmailrelay/internal/respond"
-)
-
-// DailyLimits sets an account's daily message limit in the registry.
-type DailyLimits interface {
-	SetDailyLimit(ctx context.Context, email string, limit int, now time.Time) (*registry.Account, error)
-}
-
-var (
-	_ DailyLimits = (*registry.Local)(nil)
-	_ DailyLimits = (*registry.Firestore)(nil)
 )
 
 // Quota is a count of messages and recipients: a mailbox's limits, or
@@ -131,7 +120,7 @@ func (h *Handler) doSetDailyLimit(ctx context.Context, e string, limit int) (*Ac
 		return nil, http.StatusNotFound, &respond.APIError{Code: "unknown_account",
 			Message: "The path names no account.", Fix: "Use /accounts/{email} with the mailbox's address."}
 	}
-	a, err := h.dailyLimits().SetDailyLimit(ctx, e, limit, h.opts.Now().UTC())
+	a, err := h.settings().SetDailyLimit(ctx, e, limit, h.opts.Now().UTC())
 	if errors.Is(err, registry.ErrNotFound) {
 		return nil, http.StatusNotFound, &respond.APIError{Code: "unknown_account",
 			Message: e + " has never been connected to this relay.",
@@ -149,22 +138,4 @@ func (h *Handler) doSetDailyLimit(ctx context.Context, e string, limit int) (*Ac
 		"messages_per_day", l.Messages, "recipients_per_day", l.Recipients)
 	v := h.view(a)
 	return &v, http.StatusOK, nil
-}
-
-// dailyLimits is Options.DailyLimits, or else the registry the checker
-// reads, which is the same store in every wiring.
-func (h *Handler) dailyLimits() DailyLimits {
-	if h.opts.DailyLimits != nil {
-		return h.opts.DailyLimits
-	}
-	if d, ok := h.opts.Checker.Accounts.(DailyLimits); ok {
-		return d
-	}
-	return noDailyLimits{}
-}
-
-type noDailyLimits struct{}
-
-func (noDailyLimits) SetDailyLimit(context.Context, string, int, time.Time) (*registry.Account, error) {
-	return nil, errors.New("admin: the account store cannot set daily limits")
 }
